@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds the test cluster's binaries from the Go module proxy, once per version.
+#
+# Each binary lands in $FTJOB_BIN_CACHE/<name>-<version>/<name> and is rebuilt only when
+# missing, so a second run (or CI on the same machine) costs nothing. Prints the bin dir of
+# every binary as NAME=PATH lines on stdout, for scripts that need them.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${FTJOB_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ftjob/bin}
+mkdir -p "$cache"
+export CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
+
+log() { echo "[build-binaries] $*" >&2; }
+
+# build_into NAME VERSION COMMAND...: runs COMMAND with GOBIN set to a temp dir and moves
+# the result into the cache only when it succeeded, so a half-built binary is never cached.
+build_into() {
+  local name=$1 version=$2; shift 2
+  local dest="$cache/$name-$version"
+  if [[ -x "$dest/$name" ]]; then echo "$name=$dest/$name"; return; fi
+  local started=$SECONDS tmp
+  tmp=$(mktemp -d)
+  log "Building $name $version"
+  GOBIN="$tmp" "$@" >&2
+  mkdir -p "$dest" && mv "$tmp/$name" "$dest/$name" && rm -rf "$tmp"
+  log "Built $name $version in $((SECONDS - started)) s"
+  echo "$name=$dest/$name"
+}
+
+# Kubernetes cannot be `go install`ed directly: its go.mod replaces every staging module with
+# a relative path. A consumer module that requires k8s.io/kubernetes and points each staging
+# module at its published v0.N.P tag builds the commands instead.
+kube_module() {
+  local dir="$cache/src/kubernetes-$KUBERNETES_VERSION"
+  if [[ ! -f "$dir/.ready" ]]; then
+    rm -rf "$dir" && mkdir -p "$dir"
+    local staging_version="v0.${KUBERNETES_VERSION#v1.}"
+    (
+      cd "$dir"
+      go mod init ftjob.dev/kube-binaries >/dev/null 2>&1
+      go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" >/dev/null
+      local gomod
+      gomod=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod
+      {
+        echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+        echo "replace ("
+        sed -n '/^replace (/,/^)/p' "$gomod" | awk '/=> \.\/staging/ {print "\t" $1 " => " $1 " '"$staging_version"'"}'
+        echo ")"
+      } >> go.mod
+      printf 'package tools\n\nimport (\n' > tools.go
+      for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+        printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd" >> tools.go
+      done
+      printf ')\n' >> tools.go
+      sed -i '1i //go:build tools\n' tools.go
+      go mod tidy -e >&2 || true
+      go mod download >&2
+    )
+    touch "$dir/.ready"
+  fi
+  echo "$dir"
+}
+
+need_kube=0
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  [[ -x "$cache/$cmd-$KUBERNETES_VERSION/$cmd" ]] || need_kube=1
+done
+if (( need_kube )); then
+  kdir=$(kube_module)
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    (cd "$kdir" && build_into "$cmd" "$KUBERNETES_VERSION" go install "k8s.io/kubernetes/cmd/$cmd")
+  done
+else
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    echo "$cmd=$cache/$cmd-$KUBERNETES_VERSION/$cmd"
+  done
+fi
+# etcd's server module also carries relative replaces; a consumer module works the same way.
+# The main package sits at the module root, so `go build -o` names the binary.
+etcd_dir="$cache/src/etcd-$ETCD_VERSION"
+if [[ ! -x "$cache/etcd-$ETCD_VERSION/etcd" ]]; then
+  mkdir -p "$etcd_dir"
+  (
+    cd "$etcd_dir"
+    [[ -f go.mod ]] || go mod init ftjob.dev/etcd-binary >/dev/null 2>&1
+    printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+    mkdir -p out
+    log "Building etcd $ETCD_VERSION"
+    started=$SECONDS
+    go build -o out/etcd go.etcd.io/etcd/server/v3 >&2
+    mkdir -p "$cache/etcd-$ETCD_VERSION" && mv out/etcd "$cache/etcd-$ETCD_VERSION/etcd"
+    log "Built etcd $ETCD_VERSION in $((SECONDS - started)) s"
+  )
+fi
+echo "etcd=$cache/etcd-$ETCD_VERSION/etcd"
+
+build_into kwok "$KWOK_VERSION" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+build_into kwokctl "$KWOK_VERSION" go install "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+build_into helm "$HELM_VERSION" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"

@@ -1,0 +1,295 @@
+"""The FineTuneJob spec: the single source of truth for the CRD, the operator and the CLI.
+
+Cross-field rules are written twice, on purpose: as a pydantic validator (so `ftjob validate`
+and the operator give the same message offline) and as a CEL rule in
+`x-kubernetes-validations` (so the API server refuses the object at admission). The
+validation table in tests/unit checks the pydantic side; the cluster tests check CEL.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, field_validator, model_validator
+
+from .base import (
+    JOB_NAME,
+    EnvName,
+    JOB_NAME_MAX_LENGTH,
+    ApiModel,
+    LongText,
+    Name,
+    Quantity,
+    ShortText,
+    StorageUri,
+    bounded_list,
+)
+from .training_args import check_training_arguments
+
+Task = Literal["sequence-classification", "causal-lm"]
+Strategy = Literal["ddp", "fsdp", "deepspeed"]
+Launcher = Literal["torchrun", "accelerate"]
+
+
+def cel(*rules: tuple[str, str]) -> dict:
+    """json_schema_extra carrying CEL rules as (rule, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class ModelSpec(ApiModel):
+    name: LongText = Field(
+        description="Hugging Face hub id, local directory, or storage URI (s3://, gs://, file://)"
+    )
+    revision: ShortText | None = Field(None, description="Hub revision (branch, tag or commit)")
+    task: Task = "sequence-classification"
+    num_labels: int | None = Field(None, ge=1, le=100_000)
+    trust_remote_code: bool = False
+
+
+class LoraSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(("self.type == 'lora'", "only type lora is supported"))
+    }
+
+    type: Literal["lora"] = "lora"
+    r: int = Field(8, ge=1, le=1024)
+    alpha: float = Field(16, gt=0, le=4096)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[ShortText] | None = bounded_list(64, default=None, min_length=1)
+
+
+class DatasetFiles(ApiModel):
+    train: LongText
+    eval: LongText | None = None
+
+
+class DatasetSplits(ApiModel):
+    train: ShortText = "train"
+    eval: ShortText | None = "validation"
+
+
+class DatasetSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            ("has(self.name) != has(self.files)", "set exactly one of name and files"),
+            ("!has(self.config) || has(self.name)", "config needs a hub dataset name"),
+        )
+    }
+
+    name: LongText | None = Field(None, description="Hugging Face hub dataset id or local dir")
+    config: ShortText | None = Field(None, description="Hub dataset configuration, e.g. mrpc")
+    files: DatasetFiles | None = Field(
+        None, description="Data files by path or storage URI: csv, json, jsonl or parquet"
+    )
+    format: Literal["csv", "json", "parquet"] | None = Field(
+        None, description="File format; inferred from the file extension when omitted"
+    )
+    text_columns: list[ShortText] = bounded_list(2, min_length=1, default=["text"])
+    label_column: ShortText | None = "label"
+    splits: DatasetSplits = Field(default_factory=DatasetSplits)
+    max_length: int = Field(128, ge=8, le=131_072)
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.name is None) == (self.files is None):
+            raise ValueError("set exactly one of name and files")
+        if self.config is not None and self.name is None:
+            raise ValueError("config needs a hub dataset name")
+        return self
+
+
+class DeepSpeedSpec(ApiModel):
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    config: dict[str, Any] | None = Field(
+        None, description="A complete DeepSpeed config; replaces the generated one"
+    )
+
+    @model_validator(mode="after")
+    def _offload_params_needs_stage3(self):
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offloadParams needs zeroStage 3")
+        return self
+
+
+class FsdpSpec(ApiModel):
+    sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = "full_shard"
+    auto_wrap: bool = True
+    offload: bool = False
+
+
+class ElasticSpec(ApiModel):
+    min_nodes: int = Field(ge=1, le=1000)
+    max_nodes: int = Field(ge=1, le=1000)
+    max_restarts: int = Field(0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min_nodes > self.max_nodes:
+            raise ValueError("minNodes must not exceed maxNodes")
+        return self
+
+
+class DistributedSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": cel(
+            ("!has(self.deepspeed) || self.strategy == 'deepspeed'",
+             "deepspeed settings need strategy deepspeed"),
+            ("!has(self.fsdp) || self.strategy == 'fsdp'", "fsdp settings need strategy fsdp"),
+            ("!has(self.elastic) || (self.elastic.minNodes <= self.nodes && "
+             "self.nodes <= self.elastic.maxNodes)",
+             "nodes must lie between elastic.minNodes and elastic.maxNodes"),
+        )
+    }
+
+    nodes: int = Field(1, ge=1, le=1000)
+    gpus_per_node: int = Field(0, ge=0, le=64)
+    procs_per_node: int | None = Field(
+        None, ge=1, le=64, description="Processes per node; defaults to gpusPerNode, or 1 on CPU"
+    )
+    launcher: Launcher = "torchrun"
+    strategy: Strategy = "ddp"
+    deepspeed: DeepSpeedSpec | None = None
+    fsdp: FsdpSpec | None = None
+    elastic: ElasticSpec | None = None
+
+    @model_validator(mode="after")
+    def _strategy_settings(self):
+        if self.deepspeed is not None and self.strategy != "deepspeed":
+            raise ValueError("deepspeed settings need strategy deepspeed")
+        if self.fsdp is not None and self.strategy != "fsdp":
+            raise ValueError("fsdp settings need strategy fsdp")
+        if self.elastic and not self.elastic.min_nodes <= self.nodes <= self.elastic.max_nodes:
+            raise ValueError("nodes must lie between elastic.minNodes and elastic.maxNodes")
+        return self
+
+    @property
+    def nproc_per_node(self) -> int:
+        return self.procs_per_node or self.gpus_per_node or 1
+
+
+class CheckpointSpec(ApiModel):
+    uri: StorageUri | None = Field(
+        None, description="Where checkpoints go; default from the operator's settings"
+    )
+    credentials_secret: Name | None = Field(
+        None, description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the "
+        "provider's variables), mounted as environment variables"
+    )
+    endpoint_url: ShortText | None = Field(None, description="S3-compatible endpoint")
+    keep: int = Field(3, ge=1, le=100, description="Complete checkpoints kept in storage")
+
+
+class PushToHubSpec(ApiModel):
+    repo: ShortText
+    token_secret: Name
+    private: bool = True
+
+
+class OutputSpec(ApiModel):
+    uri: StorageUri | None = Field(None, description="Where the final model is exported")
+    credentials_secret: Name | None = None
+    endpoint_url: ShortText | None = None
+    push_to_hub: PushToHubSpec | None = None
+
+
+class RunPolicy(ApiModel):
+    backoff_limit: int = Field(3, ge=0, le=100)
+    active_deadline_seconds: int | None = Field(None, ge=1)
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    suspend: bool = False
+    queue_name: Name | None = None
+    priority_class_name: Name | None = None
+
+
+class Resources(ApiModel):
+    requests: dict[ShortText, Quantity] | None = Field(None, max_length=16)
+    limits: dict[ShortText, Quantity] | None = Field(None, max_length=16)
+
+
+class EnvVar(ApiModel):
+    name: EnvName
+    value: Annotated[str, StringConstraints(max_length=32768)] | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class PodTemplate(ApiModel):
+    """The parts of a pod a user may shape. Anything not listed here cannot be set, which is
+    how privileged containers, host namespaces and added capabilities stay out."""
+
+    labels: dict[ShortText, Annotated[str, StringConstraints(max_length=63)]] | None = Field(
+        None, max_length=64)
+    annotations: dict[ShortText, Annotated[str, StringConstraints(max_length=4096)]] | None = (
+        Field(None, max_length=64))
+    node_selector: dict[ShortText, Annotated[str, StringConstraints(max_length=63)]] | None = (
+        Field(None, max_length=64))
+    tolerations: list[dict[str, Any]] | None = bounded_list(64, default=None)
+    affinity: dict[str, Any] | None = None
+    env: list[EnvVar] | None = bounded_list(128, default=None)
+    volumes: list[dict[str, Any]] | None = bounded_list(32, default=None)
+    volume_mounts: list[dict[str, Any]] | None = bounded_list(32, default=None)
+    image_pull_secrets: list[Name] | None = bounded_list(16, default=None)
+    scheduler_name: Name | None = None
+
+    @field_validator("volumes")
+    @classmethod
+    def _no_host_paths(cls, volumes):
+        for index, volume in enumerate(volumes or []):
+            if "hostPath" in volume:
+                raise ValueError(f"volume {index} uses hostPath, which is not allowed; use a "
+                                 "persistentVolumeClaim, configMap, secret or emptyDir")
+        return volumes
+
+
+class FineTuneJobSpec(ApiModel):
+    model: ModelSpec
+    peft: LoraSpec | None = None
+    dataset: DatasetSpec
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Hugging Face TrainingArguments, camelCase or snake_case names",
+    )
+    metrics: list[ShortText] = bounded_list(16, default_factory=list)
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec)
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    run_policy: RunPolicy = Field(default_factory=RunPolicy)
+    resources: Resources | None = None
+    image: ShortText | None = Field(None, description="Trainer image; default from the operator")
+    pod_template: PodTemplate | None = None
+
+    @field_validator("training")
+    @classmethod
+    def _training_arguments(cls, training):
+        return check_training_arguments(training)
+
+    @model_validator(mode="after")
+    def _task_fits_data(self):
+        if self.model.task == "causal-lm" and self.metrics:
+            bad = [m for m in self.metrics if m != "perplexity"]
+            if bad:
+                raise ValueError(
+                    f"metrics {bad} need labels; causal-lm supports only perplexity")
+        return self
+
+
+class ObjectMeta(ApiModel):
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=JOB_NAME_MAX_LENGTH,
+                                           pattern=JOB_NAME)]
+    namespace: Name | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class FineTuneJob(ApiModel):
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    api_version: Literal["ftjob.dev/v1alpha1"]
+    kind: Literal["FineTuneJob"]
+    metadata: ObjectMeta
+    spec: FineTuneJobSpec

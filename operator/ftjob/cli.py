@@ -1,0 +1,90 @@
+"""The `ftjob` command: validate, run locally, print the CRD."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .api.load import SpecError, load_job
+
+
+def _print_errors(source: str, error: SpecError) -> None:
+    print(f"{source}: not a valid FineTuneJob:", file=sys.stderr)
+    for path, message in error.problems:
+        print(f"  {path}: {message}", file=sys.stderr)
+
+
+def cmd_validate(args) -> int:
+    failed = 0
+    for file in args.files:
+        try:
+            job = load_job(file, args.set)
+        except SpecError as error:
+            _print_errors(file, error)
+            failed += 1
+            continue
+        print(f"{file}: valid FineTuneJob {job.metadata.name}")
+    return 1 if failed else 0
+
+
+def cmd_run(args) -> int:
+    from . import local
+
+    try:
+        job = load_job(args.file, args.set)
+    except SpecError as error:
+        _print_errors(args.file, error)
+        return 1
+    if job.spec.distributed.nodes > 1:
+        print(f"Note: spec.distributed.nodes is {job.spec.distributed.nodes}; locally the job "
+              "runs on this machine as one node.", file=sys.stderr)
+    run = local.prepare(job, Path(args.file), Path(args.run_root), args.procs)
+    print(f"Running {job.metadata.name} (attempt {run.attempt}) with {run.procs} process(es); "
+          f"run folder {run.run_dir}", file=sys.stderr)
+    code = local.execute(run)
+    print(local.summary(run, code))
+    return code
+
+
+def cmd_crd(args) -> int:
+    from .crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ftjob", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check FineTuneJob files")
+    validate.add_argument("files", nargs="+", metavar="JOB.yaml")
+    validate.set_defaults(handler=cmd_validate)
+
+    run = commands.add_parser("run", help="run a FineTuneJob on this machine")
+    run.add_argument("file", metavar="JOB.yaml")
+    run.add_argument("--procs", type=int, default=None,
+                     help="processes (default: spec.distributed procs/GPUs per node)")
+    run.add_argument("--run-root", default=".ftjob",
+                     help="folder for run folders (default: .ftjob)")
+    run.set_defaults(handler=cmd_run)
+
+    for sub in (validate, run):
+        sub.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                         help="override a field, e.g. --set training.maxSteps=20")
+
+    crd = commands.add_parser("crd", help="print the FineTuneJob CRD")
+    crd.set_defaults(handler=cmd_crd)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "procs", None) is not None and args.procs < 1:
+        parser().error("--procs must be at least 1")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

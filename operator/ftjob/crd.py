@@ -1,0 +1,128 @@
+"""Generates the FineTuneJob CustomResourceDefinition from the pydantic models.
+
+pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3 schema: every
+node typed, no $ref, no nullable unions, `x-kubernetes-preserve-unknown-fields` for free-form
+objects, boolean exclusive bounds. The translation below is mechanical; the rules themselves
+(bounds, enums, CEL) come from the models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from . import GROUP, KIND, PLURAL, VERSION
+from .api.base import JOB_NAME, JOB_NAME_MAX_LENGTH
+from .api.spec import FineTuneJobSpec
+from .api.status import FineTuneJobStatus
+
+DROPPED_KEYS = {"title", "default", "examples"}
+
+
+def _structural(node: Any, defs: dict) -> Any:
+    if isinstance(node, list):
+        return [_structural(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(options) == 1:
+            return _structural({**options[0], **rest}, defs)
+        raise ValueError(f"cannot express a union in a structural schema: {node}")
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in DROPPED_KEYS or key == "$defs":
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "exclusiveMinimum":
+            out.update(minimum=value, exclusiveMinimum=True)
+        elif key == "exclusiveMaximum":
+            out.update(maximum=value, exclusiveMaximum=True)
+        elif key == "properties":
+            out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "additionalProperties":
+            if value is True or value == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            elif value is not False:  # False: extra="forbid"; the API server prunes instead
+                out[key] = _structural(value, defs)
+        else:
+            out[key] = _structural(value, defs)
+    if out.get("type") == "object" and "properties" not in out and \
+            "additionalProperties" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    if "enum" in out and "type" not in out:
+        out["type"] = "integer" if all(isinstance(v, int) for v in out["enum"]) else "string"
+    return out
+
+
+def structural_schema(model) -> dict:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    return _structural(schema, schema.get("$defs", {}))
+
+
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Progress", "type": "number", "jsonPath": ".status.progress.percent",
+     "description": "Percent of training steps done"},
+    {"name": "Step", "type": "integer", "jsonPath": ".status.progress.step"},
+    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss"},
+    {"name": "ETA", "type": "integer", "jsonPath": ".status.progress.etaSeconds",
+     "description": "Seconds of training left, estimated"},
+    {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1},
+    {"name": "Checkpoint", "type": "string", "jsonPath": ".status.checkpoint.uri",
+     "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+def build_crd() -> dict:
+    root = {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": structural_schema(FineTuneJobSpec),
+            "status": structural_schema(FineTuneJobStatus),
+        },
+        "x-kubernetes-validations": [
+            {"rule": f"self.metadata.name.size() <= {JOB_NAME_MAX_LENGTH}",
+             "message": f"metadata.name must be at most {JOB_NAME_MAX_LENGTH} characters: it "
+                        "prefixes the names of the job's pods and Services"},
+            {"rule": f"self.metadata.name.matches('{JOB_NAME}')",
+             "message": "metadata.name must start with a letter and contain only lowercase "
+                        "letters, digits and '-'"},
+        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "plural": PLURAL, "singular": KIND.lower(),
+                      "shortNames": ["ftj"], "categories": ["all", "ftjob"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": PRINTER_COLUMNS,
+                "schema": {"openAPIV3Schema": root},
+            }],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `ftjob crd` from operator/ftjob/api; do not edit by hand.\n"
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)

@@ -1,0 +1,170 @@
+"""`ftjob run`: the same FineTuneJob on this machine, no cluster.
+
+Everything for one job lives in a run folder (default `.ftjob/<name>/`): the rendered trainer
+config, the event log, the trainer's scratch space, and, unless the spec names storage,
+checkpoints and the exported model. Running the same job again resumes from the newest
+complete checkpoint, exactly as a restarted attempt does on the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import render
+from .api.spec import FineTuneJob
+
+EXIT_PREEMPTED = 75
+
+
+@dataclass
+class LocalRun:
+    job: FineTuneJob
+    run_dir: Path
+    procs: int
+    attempt: int
+
+    @property
+    def events_file(self) -> Path:
+        return self.run_dir / "events.jsonl"
+
+    @property
+    def termination_log(self) -> Path:
+        return self.run_dir / f"termination-{self.attempt}.log"
+
+
+def _resolve_local_paths(job: FineTuneJob, base: Path) -> FineTuneJob:
+    """Relative file paths in the YAML are relative to the YAML's folder, like kubectl -f."""
+    job = job.model_copy(deep=True)
+
+    def resolve(value: str | None) -> str | None:
+        if value is None or "://" in value or os.path.isabs(value):
+            return value
+        candidate = base / value
+        return str(candidate.resolve()) if value.startswith(".") or candidate.exists() \
+            else value
+
+    files = job.spec.dataset.files
+    if files:
+        files.train = resolve(files.train)
+        files.eval = resolve(files.eval)
+    job.spec.model.name = resolve(job.spec.model.name)
+    return job
+
+
+def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None) -> LocalRun:
+    job = _resolve_local_paths(job, job_file.resolve().parent)
+    run_dir = (run_root / job.metadata.name).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    attempts_file = run_dir / "attempts"
+    attempt = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
+    attempts_file.write_text(str(attempt))
+    spec = job.spec
+    placement = render.Placement(
+        work_dir=str(run_dir / "work"),
+        checkpoint_uri=spec.checkpoints.uri or f"file://{run_dir / 'checkpoints'}",
+        output_uri=spec.output.uri or f"file://{run_dir / 'model'}",
+        events_file=str(run_dir / "events.jsonl"),
+        termination_log=str(run_dir / f"termination-{attempt}.log"),
+        attempt=attempt,
+    )
+    (run_dir / render.TRAINER_CONFIG).write_text(
+        json.dumps(render.trainer_config(job, placement), indent=2))
+    ds_config = render.deepspeed_config(spec.distributed)
+    if ds_config is not None:
+        (run_dir / render.DEEPSPEED_CONFIG).write_text(json.dumps(ds_config, indent=2))
+    procs = procs or spec.distributed.nproc_per_node
+    if spec.distributed.launcher == "accelerate":
+        local_layout = spec.distributed.model_copy(update={"procs_per_node": procs})
+        (run_dir / render.ACCELERATE_CONFIG).write_text(yaml.safe_dump(
+            render.accelerate_config(local_layout, num_machines=1, machine_rank=0)))
+    return LocalRun(job, run_dir, procs, attempt)
+
+
+def launch_command(run: LocalRun) -> list[str]:
+    config = str(run.run_dir / render.TRAINER_CONFIG)
+    if run.job.spec.distributed.launcher == "accelerate":
+        return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(run.run_dir / render.ACCELERATE_CONFIG), "-m", "ftjob_trainer", config]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            "--nproc-per-node", str(run.procs), "-m", "ftjob_trainer", config]
+
+
+def launch_environment(run: LocalRun) -> dict:
+    env = dict(os.environ)
+    # Without a limit each process starts one thread per core and they fight.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // run.procs)))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["FTJOB_TERMINATION_LOG"] = str(run.termination_log)
+    return env
+
+
+def execute(run: LocalRun) -> int:
+    """Runs the launcher in its own process group. Ctrl-C or SIGTERM here becomes one
+    SIGTERM to the launcher, which passes it to the trainers: they save and stop."""
+    process = subprocess.Popen(launch_command(run), env=launch_environment(run),
+                               start_new_session=True)
+
+    def forward(signum, frame):
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = process.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    failure = read_failure(run)
+    if failure:
+        return failure.get("exitCode", code or 1)
+    return code
+
+
+def read_failure(run: LocalRun) -> dict | None:
+    try:
+        return json.loads(run.termination_log.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_events(run: LocalRun) -> list[dict]:
+    """Events of this attempt (the log holds every attempt)."""
+    if not run.events_file.exists():
+        return []
+    events = (json.loads(line) for line in run.events_file.read_text().splitlines() if line)
+    return [e for e in events if e.get("attempt") == run.attempt]
+
+
+def summary(run: LocalRun, code: int) -> str:
+    events = read_events(run)
+    finished = next((e for e in reversed(events) if e["event"] == "finished"), None)
+    checkpoints = [e for e in events if e["event"] == "checkpoint"]
+    lines = []
+    if finished:
+        metrics = finished["metrics"]
+        lines.append("Final metrics:")
+        lines += [f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}"
+                  for k, v in sorted(metrics.items()) if k.startswith(("eval_", "train_loss"))]
+        lines.append(f"Model: {finished['output']}")
+    if checkpoints:
+        lines.append(f"Latest checkpoint: {checkpoints[-1]['uri']} (step "
+                     f"{checkpoints[-1]['step']})")
+    failure = read_failure(run)
+    if failure:
+        lines.append(f"Failed: {failure['reason']}: {failure['message']}")
+        if failure.get("retryable"):
+            lines.append("Run the same command again to resume from the latest checkpoint.")
+    elif code != 0:
+        lines.append(f"The launcher exited with code {code}; see the output above.")
+    lines.append(f"Run folder: {run.run_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Pure builders: a FineTuneJob spec in, the trainer's files out (config JSON, DeepSpeed
+config, accelerate config). No I/O, no clock; the local runner and the operator both use
+them, so a job behaves the same on a laptop and on the cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .api.spec import DistributedSpec, FineTuneJob
+
+TRAINER_CONFIG = "config.json"
+DEEPSPEED_CONFIG = "deepspeed.json"
+ACCELERATE_CONFIG = "accelerate.yaml"
+
+# Defaults ftjob prefers over Hugging Face's where the user said nothing.
+TRAINING_DEFAULTS = {
+    "logging_steps": 10,
+    "report_to": "none",
+    "save_strategy": "steps",
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the trainer's files and results go for one run."""
+
+    work_dir: str
+    checkpoint_uri: str
+    output_uri: str | None
+    events_file: str | None = None
+    termination_log: str | None = None
+    terminal: bool = True
+    kubernetes_status: bool = False
+    attempt: int = 1
+
+
+def deepspeed_config(distributed: DistributedSpec) -> dict | None:
+    """A ZeRO config with Hugging Face "auto" values, so batch size, learning rate and
+    precision come from TrainingArguments and cannot disagree with them."""
+    if distributed.strategy != "deepspeed":
+        return None
+    settings = distributed.deepspeed
+    if settings is None:
+        from .api.spec import DeepSpeedSpec
+
+        settings = DeepSpeedSpec()
+    if settings.config is not None:
+        return settings.config
+    zero: dict[str, Any] = {"stage": settings.zero_stage}
+    if settings.zero_stage >= 2:
+        zero.update(overlap_comm=True, contiguous_gradients=True,
+                    reduce_bucket_size="auto", allgather_bucket_size=5e8)
+    if settings.zero_stage == 3:
+        zero.update(stage3_prefetch_bucket_size="auto",
+                    stage3_param_persistence_threshold="auto",
+                    stage3_gather_16bit_weights_on_model_save=True)
+    if settings.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if settings.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto",
+                                                  "eps": "auto", "weight_decay": "auto"}},
+        "scheduler": {"type": "WarmupDecayLR", "params": {
+            "warmup_min_lr": "auto", "warmup_max_lr": "auto", "warmup_num_steps": "auto",
+            "total_num_steps": "auto"}},
+        "zero_optimization": zero,
+    }
+
+
+def fsdp_arguments(distributed: DistributedSpec) -> dict:
+    if distributed.strategy != "fsdp":
+        return {}
+    from .api.spec import FsdpSpec
+
+    settings = distributed.fsdp or FsdpSpec()
+    options = [settings.sharding]
+    if settings.auto_wrap:
+        options.append("auto_wrap")
+    if settings.offload:
+        options.append("offload")
+    return {"fsdp": " ".join(options)}
+
+
+def training_arguments(job: FineTuneJob) -> dict:
+    spec = job.spec
+    training = {**TRAINING_DEFAULTS, **spec.training}
+    if spec.model.task == "sequence-classification":
+        # Token averaging across ranks is for token-level losses. Classification heads
+        # ignore the token count, yet the Trainer still multiplies their loss by the world
+        # size, which doubles both the reported loss and the gradients under DDP.
+        training.setdefault("average_tokens_across_devices", False)
+    training["save_total_limit"] = spec.checkpoints.keep
+    training["disable_tqdm"] = True  # ftjob's progress sink replaces the Trainer's bar
+    if spec.distributed.gpus_per_node == 0:
+        training["use_cpu"] = True
+    if spec.distributed.strategy == "deepspeed":
+        training["deepspeed"] = DEEPSPEED_CONFIG  # resolved next to the config file
+    training.update(fsdp_arguments(spec.distributed))
+    if spec.dataset.splits.eval is None and spec.dataset.files and not spec.dataset.files.eval:
+        training.setdefault("eval_strategy", "no")
+    return training
+
+
+def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
+    spec = job.spec
+    dataset = spec.dataset
+    has_eval = bool(dataset.files.eval) if dataset.files else dataset.splits.eval is not None
+    lora = spec.peft
+    return {
+        "job": {"name": job.metadata.name, "namespace": job.metadata.namespace,
+                "attempt": placement.attempt},
+        "model": {
+            "model_name_or_path": spec.model.name,
+            "task": spec.model.task,
+            "revision": spec.model.revision,
+            "num_labels": spec.model.num_labels,
+            "trust_remote_code": spec.model.trust_remote_code,
+            "use_lora": lora is not None,
+            **({"lora_r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
+                "lora_target_modules": lora.target_modules} if lora else {}),
+        },
+        "data": {
+            "dataset_name": dataset.name,
+            "dataset_config_name": dataset.config,
+            "train_file": dataset.files.train if dataset.files else None,
+            "eval_file": dataset.files.eval if dataset.files else None,
+            "file_format": dataset.format,
+            "text_columns": dataset.text_columns,
+            "label_column": dataset.label_column,
+            "train_split": dataset.splits.train,
+            "eval_split": dataset.splits.eval if has_eval else None,
+            "max_length": dataset.max_length,
+            "max_train_samples": dataset.max_train_samples,
+            "max_eval_samples": dataset.max_eval_samples,
+            "metrics": spec.metrics,
+        },
+        "storage": {
+            "work_dir": placement.work_dir,
+            "checkpoint_uri": placement.checkpoint_uri,
+            "checkpoint_keep": spec.checkpoints.keep,
+            "checkpoint_endpoint_url": spec.checkpoints.endpoint_url,
+            "output_uri": placement.output_uri,
+            "output_endpoint_url": spec.output.endpoint_url or spec.checkpoints.endpoint_url,
+        },
+        "reporting": {
+            "events_file": placement.events_file,
+            "terminal": placement.terminal,
+            "kubernetes_status": placement.kubernetes_status,
+            "termination_log": placement.termination_log,
+        },
+        "training": training_arguments(job),
+    }
+
+
+def accelerate_config(distributed: DistributedSpec, num_machines: int, machine_rank: int,
+                      main_process_ip: str | None = None, main_process_port: int = 29500
+                      ) -> dict:
+    """The file `accelerate config` would write for this layout. DeepSpeed and FSDP stay in
+    TrainingArguments (the Trainer sets up its Accelerator from them), so the launcher only
+    spreads processes."""
+    on_gpu = distributed.gpus_per_node > 0
+    per_node = distributed.nproc_per_node
+    config = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": ("MULTI_GPU" if on_gpu else "MULTI_CPU")
+        if num_machines * per_node > 1 else "NO",
+        "num_machines": num_machines,
+        "num_processes": num_machines * per_node,
+        "machine_rank": machine_rank,
+        "mixed_precision": "no",
+        "use_cpu": not on_gpu,
+        "same_network": True,
+        "rdzv_backend": "static",
+        "main_training_function": "main",
+    }
+    if num_machines > 1:
+        config.update(main_process_ip=main_process_ip, main_process_port=main_process_port)
+    return config

@@ -1,0 +1,123 @@
+"""TrainerCallbacks that connect the Hugging Face Trainer to ftjob's lifecycle."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from transformers import TrainerCallback
+
+from .checkpoints import BackgroundUploader, CheckpointStore, snapshot
+from .reporting import ProgressClock, Reporter
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+class CheckpointUploadCallback(TrainerCallback):
+    """After each save, hands a snapshot of the checkpoint to the background uploader of
+    this node (on its local main process)."""
+
+    def __init__(self, store: CheckpointStore, uploader: BackgroundUploader | None,
+                 staging_root: Path, is_global_main: bool):
+        self.store, self.uploader = store, uploader
+        self.staging_root, self.is_global_main = staging_root, is_global_main
+
+    def on_save(self, args, state, control, **kwargs):
+        step = state.global_step
+        if self.is_global_main:
+            self.store.forget_marker(step)
+        # Every rank has written its files (rng state, shards) once all are here.
+        if _distributed():
+            dist.barrier()
+        if self.uploader is not None:
+            source = Path(args.output_dir) / f"checkpoint-{step}"
+            staged = snapshot(source, self.staging_root / f"checkpoint-{step}")
+            self.uploader.submit(staged, step)
+        return control
+
+
+class PreemptionCallback(TrainerCallback):
+    """SIGTERM → save at the end of the current step, then stop.
+
+    Ranks may see the signal at different steps; training stops only when all agree, which a
+    one-element all-reduce per step settles (a save is a collective under DeepSpeed/FSDP).
+    Transformers' own `enable_jit_checkpoint` is not used: it decides per rank and saves
+    outside `on_save`, so the upload would never see that checkpoint.
+    """
+
+    def __init__(self):
+        self.signalled = False
+        self.preempted_at: int | None = None
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signalled = True
+
+    def _agreed(self, device) -> bool:
+        if not _distributed():
+            return self.signalled
+        flag = torch.tensor([1 if self.signalled else 0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.preempted_at is None and self._agreed(args.device):
+            self.preempted_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports step, loss, learning rate, throughput, ETA and eval metrics (global rank 0).
+    Progress events are throttled to one per `min_interval` seconds, plus every log step."""
+
+    def __init__(self, reporter: Reporter, min_interval: float = 1.0, **run_facts):
+        self.reporter = reporter
+        self.run_facts = run_facts  # job, attempt, resumedFrom: reported with "started"
+        self.min_interval = min_interval
+        self.clock: ProgressClock | None = None
+        self.last: dict = {}
+        self._last_emit = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        samples = args.per_device_train_batch_size * args.world_size * \
+            args.gradient_accumulation_steps
+        self.clock = ProgressClock(samples, state.global_step)
+        if state.is_world_process_zero:
+            self.reporter.emit("started", worldSize=args.world_size, maxSteps=state.max_steps,
+                               step=state.global_step, **self.run_facts)
+
+    def _progress(self, state) -> None:
+        self._last_emit = time.monotonic()
+        if not state.is_world_process_zero:
+            return
+        percent = 100.0 * state.global_step / state.max_steps if state.max_steps else None
+        self.reporter.emit(
+            "progress", step=state.global_step, maxSteps=state.max_steps,
+            epoch=round(state.epoch or 0.0, 4), percent=round(percent, 2) if percent else 0.0,
+            **self.last, **self.clock.tick(state.global_step, state.max_steps))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self._last_emit >= self.min_interval or \
+                state.global_step == state.max_steps:
+            self._progress(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.last = {"loss": round(logs["loss"], 6),
+                         "learningRate": logs.get("learning_rate")}
+            self._progress(state)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.is_world_process_zero and metrics:
+            self.reporter.emit("eval", step=state.global_step, metrics=dict(metrics))

@@ -1,0 +1,213 @@
+"""The checkpoint lifecycle: upload in the background, mark complete last, keep N, resume.
+
+Storage layout under the checkpoint URI:
+
+    checkpoint-<step>/<files the Trainer wrote>
+    checkpoint-<step>/_PART-<node>.json   one per node: which files that node uploaded
+    checkpoint-<step>/_COMPLETE.json      written last, by global rank 0, once every node's
+                                          part is there: step, time, every file and its size
+
+Only folders with `_COMPLETE.json` are ever resumed from. Each node uploads what its own
+disk holds (DeepSpeed and FSDP write per-rank shards on every node).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .storage import Location, local_files
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "_COMPLETE.json"
+LOCAL_COMPLETE_MARKER = ".ftjob-downloaded"
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+
+
+def part_marker(node: int) -> str:
+    return f"_PART-{node}.json"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    step: int
+    uri: str
+    saved_at: str
+
+
+class CheckpointStore:
+    def __init__(self, location: Location, keep: int):
+        self.location = location
+        self.keep = keep
+
+    def _steps(self) -> list[int]:
+        steps = []
+        for name in self.location.list_dirs():
+            match = CHECKPOINT_DIR.match(name)
+            if match:
+                steps.append(int(match.group(1)))
+        return sorted(steps)
+
+    def is_complete(self, step: int) -> bool:
+        return self.location.exists(f"checkpoint-{step}", COMPLETE_MARKER)
+
+    def complete_steps(self) -> list[int]:
+        return [s for s in self._steps() if self.is_complete(s)]
+
+    def latest(self) -> SavedCheckpoint | None:
+        steps = self.complete_steps()
+        if not steps:
+            return None
+        marker = json.loads(self.location.read_text(f"checkpoint-{steps[-1]}", COMPLETE_MARKER))
+        return SavedCheckpoint(steps[-1], self.location.display(f"checkpoint-{steps[-1]}"),
+                               marker["savedAt"])
+
+    def fetch(self, step: int, local_root: Path) -> Path:
+        """Downloads complete checkpoint `step` to local_root/checkpoint-<step> (idempotent)."""
+        folder = f"checkpoint-{step}"
+        target = local_root / folder
+        if (target / LOCAL_COMPLETE_MARKER).exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        marker = json.loads(self.location.read_text(folder, COMPLETE_MARKER))
+        self.location.download_files(sorted(marker["files"]), target, folder)
+        for name, size in marker["files"].items():
+            if (target / name).stat().st_size != size:
+                raise OSError(f"{folder}/{name} has the wrong size after download")
+        (target / LOCAL_COMPLETE_MARKER).write_text(utc_now())
+        return target
+
+    def forget_marker(self, step: int) -> None:
+        """Before re-saving a step an earlier run also saved, so its stale marker never
+        vouches for files being overwritten."""
+        self.location.remove(f"checkpoint-{step}", COMPLETE_MARKER)
+
+    def upload_part(self, local_dir: Path, step: int, node: int, run_id: str) -> None:
+        folder = f"checkpoint-{step}"
+        files = local_files(local_dir)
+        self.location.remove(folder, part_marker(node))
+        self.location.upload_files(local_dir, files, folder)
+        sizes = {f: (local_dir / f).stat().st_size for f in files}
+        self.location.write_text(json.dumps({"run": run_id, "files": sizes}), folder,
+                                 part_marker(node))
+
+    def mark_complete(self, step: int, nodes: int, run_id: str, timeout: float = 3600
+                      ) -> SavedCheckpoint:
+        """Waits for every node's part of this run, then writes the completion marker."""
+        folder = f"checkpoint-{step}"
+        deadline = time.monotonic() + timeout
+        files: dict[str, int] = {}
+        for node in range(nodes):
+            while True:
+                try:
+                    part = json.loads(self.location.read_text(folder, part_marker(node)))
+                    if part["run"] == run_id:
+                        files.update(part["files"])
+                        break
+                except FileNotFoundError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {node} never uploaded its part of {folder}")
+                time.sleep(1)
+        saved_at = utc_now()
+        self.location.write_text(json.dumps({"step": step, "savedAt": saved_at,
+                                             "files": files}), folder, COMPLETE_MARKER)
+        return SavedCheckpoint(step, self.location.display(folder), saved_at)
+
+    def apply_retention(self, newest_step: int) -> list[int]:
+        """Keeps the `keep` newest complete checkpoints; drops incomplete leftovers older than
+        the newest (a crashed run's partial uploads). Returns the deleted steps."""
+        complete = self.complete_steps()
+        doomed = set(complete[:-self.keep]) if len(complete) > self.keep else set()
+        doomed |= {s for s in self._steps() if s < newest_step and s not in complete}
+        for step in sorted(doomed):
+            self.location.remove(f"checkpoint-{step}")
+        return sorted(doomed)
+
+
+def snapshot(source: Path, staging: Path) -> Path:
+    """Hard-links a checkpoint folder so the Trainer's local rotation cannot delete files
+    under an upload in progress; copies where hard links are not possible."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for relative in local_files(source):
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source / relative, target)
+        except OSError:
+            shutil.copy2(source / relative, target)
+    return staging
+
+
+class BackgroundUploader:
+    """Uploads checkpoints on a thread. `submit` blocks only when `queue_size` checkpoints
+    are already waiting, which bounds local disk use; `close` waits for all of them."""
+
+    def __init__(self, store: CheckpointStore, node: int, nodes: int, is_global_main: bool,
+                 run_id: str, on_saved=None, queue_size: int = 2, attempts: int = 3):
+        self.store, self.node, self.nodes = store, node, nodes
+        self.is_global_main, self.run_id = is_global_main, run_id
+        self.on_saved = on_saved or (lambda saved, seconds: None)
+        self.attempts = attempts
+        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.errors: list[Exception] = []
+        self.last_saved: SavedCheckpoint | None = None
+        self.stall_seconds = 0.0  # time training spent waiting in submit()
+        self._thread = threading.Thread(target=self._run, name="checkpoint-uploader",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, staged: Path, step: int) -> None:
+        started = time.perf_counter()
+        self.queue.put((staged, step))
+        self.stall_seconds += time.perf_counter() - started
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                self._upload(*item)
+            finally:
+                self.queue.task_done()
+
+    def _upload(self, staged: Path, step: int) -> None:
+        started = time.perf_counter()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                self.store.upload_part(staged, step, self.node, self.run_id)
+                if self.is_global_main:
+                    saved = self.store.mark_complete(step, self.nodes, self.run_id)
+                    deleted = self.store.apply_retention(step)
+                    if deleted:
+                        logger.info("Deleted old checkpoints %s from storage", deleted)
+                    self.last_saved = saved
+                    self.on_saved(saved, time.perf_counter() - started)
+                shutil.rmtree(staged, ignore_errors=True)
+                return
+            except Exception as error:  # noqa: BLE001 - retried, then reported
+                logger.warning("Upload of checkpoint-%d failed (try %d of %d): %s", step,
+                               attempt, self.attempts, error)
+                if attempt == self.attempts:
+                    self.errors.append(error)
+                else:
+                    time.sleep(2 ** attempt)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self._thread.join()

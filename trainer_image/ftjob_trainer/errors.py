@@ -1,0 +1,55 @@
+"""Failures the trainer explains instead of printing a traceback.
+
+Each carries an exit code and a CamelCase reason. The reason and message go to the
+termination log (the pod's terminationMessagePath on the cluster), which is how the operator
+tells a retryable failure from a permanent one: torchrun itself exits 1 for any worker error,
+so the exit code alone does not survive the launcher.
+"""
+
+from __future__ import annotations
+
+# sysexits.h codes, so the numbers mean something outside ftjob too.
+EXIT_CONFIG = 78  # EX_CONFIG: the job's configuration cannot work
+EXIT_DATA = 65  # EX_DATAERR: the dataset does not fit the spec
+EXIT_NOT_FOUND = 66  # EX_NOINPUT: model or dataset not found
+EXIT_STORAGE_UNAVAILABLE = 74  # EX_IOERR: storage did not answer (retryable)
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving a checkpoint (retryable)
+EXIT_ACCESS_DENIED = 77  # EX_NOPERM: storage refused the credentials
+
+
+class TrainerError(Exception):
+    exit_code = 1
+    reason = "TrainerError"
+    retryable = False
+
+
+class ConfigError(TrainerError):
+    exit_code = EXIT_CONFIG
+    reason = "InvalidConfig"
+
+
+class DataError(TrainerError):
+    exit_code = EXIT_DATA
+    reason = "InvalidDataset"
+
+
+class NotFound(TrainerError):
+    exit_code = EXIT_NOT_FOUND
+    reason = "NotFound"
+
+
+class StorageUnavailable(TrainerError):
+    exit_code = EXIT_STORAGE_UNAVAILABLE
+    reason = "StorageUnavailable"
+    retryable = True
+
+
+class StorageAccessDenied(TrainerError):
+    exit_code = EXIT_ACCESS_DENIED
+    reason = "StorageAccessDenied"
+
+
+class Preempted(TrainerError):
+    exit_code = EXIT_PREEMPTED
+    reason = "Preempted"
+    retryable = True

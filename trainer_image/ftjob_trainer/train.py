@@ -1,0 +1,232 @@
+"""The trainer program: `python -m ftjob_trainer CONFIG.json`, one process per rank under
+torchrun or accelerate."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import torch.distributed as dist
+import transformers
+from transformers import (
+    DataCollatorForLanguageModeling,
+    DataCollatorWithPadding,
+    PrinterCallback,
+    Trainer,
+    set_seed,
+)
+
+from .arguments import Config, load_config
+from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
+from .checkpoints import COMPLETE_MARKER, BackgroundUploader, CheckpointStore, utc_now
+from .data import check_columns, label_ids, load_raw_datasets, tokenize
+from .errors import ConfigError, Preempted, StorageUnavailable, TrainerError
+from .metrics import add_loss_metrics, build_compute_metrics
+from .modeling import load_model, load_tokenizer, resolve_model_path
+from .reporting import JsonLinesSink, Reporter, TerminalSink
+from .storage import Location, local_files
+
+logger = logging.getLogger("ftjob_trainer")
+
+
+class Topology:
+    """Where this process sits: ranks, nodes, and who does per-node or global work."""
+
+    def __init__(self, args):
+        self.rank = args.process_index
+        self.world_size = args.world_size
+        self.local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        self.nodes = max(1, self.world_size // self.local_world_size)
+        self.node = self.rank // self.local_world_size
+        self.is_global_main = self.rank == 0
+        self.is_local_main = args.local_process_index == 0
+
+
+def shared_run_id() -> str:
+    """One id for this run on every rank, so completion markers never mix in parts a
+    previous run left behind."""
+    ids = [uuid.uuid4().hex]
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast_object_list(ids, src=0)
+    return ids[0]
+
+
+def build_reporter(config: Config, topology: Topology) -> Reporter:
+    if not topology.is_global_main:
+        return Reporter()
+    sinks = []
+    if config.reporting.terminal:
+        sinks.append(TerminalSink())
+    if config.reporting.events_file:
+        sinks.append(JsonLinesSink(config.reporting.events_file))
+    if config.reporting.kubernetes_status:
+        from .kubernetes_status import KubernetesStatusSink
+
+        sinks.append(KubernetesStatusSink.from_environment(config.job))
+    return Reporter(sinks, attempt=config.job.attempt)
+
+
+def export_model(trainer: Trainer, tokenizer, metrics: dict, work_dir: Path,
+                 location: Location | None, topology: Topology) -> str:
+    """Saves the final model, tokenizer and metrics, and copies them to output storage with
+    a completion marker written last."""
+    final_dir = work_dir / "model"
+    trainer.save_model(str(final_dir))  # collective under DeepSpeed/FSDP
+    if not topology.is_global_main:
+        return ""
+    tokenizer.save_pretrained(str(final_dir))
+    (final_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if location is None:
+        return str(final_dir)
+    location.remove(COMPLETE_MARKER)
+    files = local_files(final_dir)
+    location.upload_files(final_dir, files)
+    sizes = {f: (final_dir / f).stat().st_size for f in files}
+    location.write_text(json.dumps({"savedAt": utc_now(), "files": sizes}), COMPLETE_MARKER)
+    return location.display()
+
+
+def write_termination_log(config: Config | None, error: TrainerError) -> None:
+    path = (config.reporting.termination_log if config else None) or \
+        os.environ.get("FTJOB_TERMINATION_LOG")
+    if not path:
+        return
+    try:
+        target = Path(path)
+        if target.exists() and target.stat().st_size > 0:
+            return  # the first failing rank on this node explains it
+        target.write_text(json.dumps({"reason": error.reason, "exitCode": error.exit_code,
+                                      "retryable": error.retryable,
+                                      "message": str(error)[:3000]}))
+    except OSError:
+        pass
+
+
+def train(config: Config, reporter_box: list) -> int:
+    args = config.training
+    topology = Topology(args)
+    reporter = build_reporter(config, topology)
+    reporter_box.append(reporter)
+    work_dir = Path(config.storage.work_dir)
+    cache_dir = work_dir / "cache"
+    set_seed(args.seed)
+
+    checkpoints = Location(config.storage.checkpoint_uri, config.storage.checkpoint_endpoint_url)
+    output = Location(config.storage.output_uri, config.storage.output_endpoint_url) \
+        if config.storage.output_uri else None
+    if topology.is_local_main:
+        # Preflight before any weights are loaded: bad credentials fail in seconds.
+        checkpoints.check_writable()
+        if output is not None:
+            output.check_writable()
+    store = CheckpointStore(checkpoints, config.storage.checkpoint_keep)
+    run_id = shared_run_id()
+
+    with args.main_process_first(local=True, desc="fetching the newest checkpoint"):
+        latest = store.latest()
+        resume_dir = store.fetch(latest.step, work_dir / "resume") if latest else None
+    if latest:
+        logger.info("Resuming from %s (step %d)", latest.uri, latest.step)
+
+    with args.main_process_first(local=True, desc="loading model and data"):
+        model_path = resolve_model_path(config.model, cache_dir)
+        tokenizer = load_tokenizer(model_path, config.model)
+        raw = load_raw_datasets(config.data, cache_dir)
+        classification = config.model.task == "sequence-classification"
+        check_columns(raw, config.data, needs_labels=classification)
+        labels = None
+        if classification:
+            raw, labels = label_ids(raw, config.data)
+            if config.model.num_labels and config.model.num_labels < labels.num_labels:
+                raise ConfigError(f"spec.model.numLabels is {config.model.num_labels} but the "
+                                  f"data has {labels.num_labels} labels")
+            if config.model.num_labels:
+                labels.num_labels = config.model.num_labels
+        tokenized = tokenize(raw, tokenizer, config.data, config.model.task)
+        model = load_model(model_path, config.model, labels)
+
+    collator = DataCollatorWithPadding(tokenizer) if classification else \
+        DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    compute_metrics = build_compute_metrics(config.data.metrics, labels.num_labels) \
+        if classification else None
+
+    uploader = None
+    if topology.is_local_main:
+        def on_saved(saved, seconds):
+            reporter.emit("checkpoint", step=saved.step, uri=saved.uri, savedAt=saved.saved_at,
+                          uploadSeconds=round(seconds, 3))
+
+        uploader = BackgroundUploader(store, topology.node, topology.nodes,
+                                      topology.is_global_main, run_id, on_saved,
+                                      config.storage.upload_queue_size)
+    preemption = PreemptionCallback()
+    progress = ProgressCallback(reporter, job=config.job.name,
+                                resumedFrom={"step": latest.step, "uri": latest.uri}
+                                if latest else None)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized.get("eval"),
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+        callbacks=[CheckpointUploadCallback(store, uploader, work_dir / "staging",
+                                            topology.is_global_main), preemption, progress],
+    )
+    if config.reporting.terminal:
+        trainer.remove_callback(PrinterCallback)
+    result = trainer.train(resume_from_checkpoint=str(resume_dir) if resume_dir else None)
+    if preemption.preempted_at is not None:
+        if uploader:
+            uploader.close()
+        reporter.emit("preempted", step=preemption.preempted_at)
+        raise Preempted(f"stopped by SIGTERM at step {preemption.preempted_at} after saving "
+                        "a checkpoint")
+    metrics = dict(result.metrics)
+    if "eval" in tokenized:
+        metrics.update(trainer.evaluate())
+    add_loss_metrics(metrics, config.data.metrics)
+    exported = export_model(trainer, tokenizer, metrics, work_dir, output, topology)
+    if uploader:
+        uploader.close()
+        if uploader.errors:
+            raise StorageUnavailable(f"checkpoint upload failed: {uploader.errors[-1]}")
+    last = uploader.last_saved if uploader else None
+    reporter.emit("finished", metrics=metrics, output=exported,
+                  trainSeconds=metrics.get("train_runtime"),
+                  checkpoint={"step": last.step, "uri": last.uri} if last else None,
+                  uploadStallSeconds=round(uploader.stall_seconds, 3) if uploader else None)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m ftjob_trainer CONFIG.json", file=sys.stderr)
+        return 64
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    config = None
+    reporter_box: list[Reporter] = []
+    try:
+        try:
+            config = load_config(argv[0])
+        except (OSError, ValueError, TypeError) as error:
+            raise ConfigError(f"cannot read trainer config {argv[0]}: {error}") from None
+        return train(config, reporter_box)
+    except TrainerError as error:
+        write_termination_log(config, error)
+        for reporter in reporter_box:
+            reporter.emit("failed", reason=error.reason, message=str(error),
+                          exitCode=error.exit_code)
+        print(f"ftjob-trainer: {error.reason}: {error}", file=sys.stderr)
+        return error.exit_code
+    finally:
+        for reporter in reporter_box:
+            reporter.close()
