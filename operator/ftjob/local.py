@@ -106,6 +106,21 @@ def launch_environment(run: LocalRun) -> dict:
     return env
 
 
+def run_preflight(run: LocalRun) -> dict | None:
+    """The trainer's own preflight, in this process, so a user mistake ends here with one
+    clear line instead of a launcher's traceback. Returns the failure, if any."""
+    from ftjob_trainer.arguments import load_config
+    from ftjob_trainer.errors import TrainerError
+    from ftjob_trainer.preflight import preflight
+
+    try:
+        preflight(load_config(run.run_dir / render.TRAINER_CONFIG, with_training=False))
+    except TrainerError as error:
+        return {"reason": error.reason, "exitCode": error.exit_code, "message": str(error),
+                "retryable": error.retryable}
+    return None
+
+
 def execute(run: LocalRun) -> int:
     """Runs the launcher in its own process group. Ctrl-C or SIGTERM here becomes one
     SIGTERM to the launcher, which passes it to the trainers: they save and stop."""

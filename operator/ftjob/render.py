@@ -165,18 +165,20 @@ def accelerate_config(distributed: DistributedSpec, num_machines: int, machine_r
                       ) -> dict:
     """The file `accelerate config` would write for this layout. DeepSpeed and FSDP stay in
     TrainingArguments (the Trainer sets up its Accelerator from them), so the launcher only
-    spreads processes."""
-    on_gpu = distributed.gpus_per_node > 0
+    spreads processes.
+
+    MULTI_GPU is accelerate's torchrun-based launcher; it is also right for CPU processes,
+    whose device the Trainer picks from `use_cpu`. (accelerate's MULTI_CPU type expects an
+    MPI launcher to start the processes and would start only one here.)"""
     per_node = distributed.nproc_per_node
     config = {
         "compute_environment": "LOCAL_MACHINE",
-        "distributed_type": ("MULTI_GPU" if on_gpu else "MULTI_CPU")
-        if num_machines * per_node > 1 else "NO",
+        "distributed_type": "MULTI_GPU" if num_machines * per_node > 1 else "NO",
         "num_machines": num_machines,
         "num_processes": num_machines * per_node,
         "machine_rank": machine_rank,
         "mixed_precision": "no",
-        "use_cpu": not on_gpu,
+        "use_cpu": False,
         "same_network": True,
         "rdzv_backend": "static",
         "main_training_function": "main",

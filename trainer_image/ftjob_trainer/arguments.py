@@ -93,10 +93,12 @@ class Config:
     data: DataArguments
     storage: StorageArguments
     reporting: ReportingArguments
-    training: TrainingArguments
+    training: TrainingArguments | None
 
 
-def load_config(path: str | os.PathLike) -> Config:
+def load_config(path: str | os.PathLike, with_training: bool = True) -> Config:
+    """Parses every section. Without training arguments (for preflight in the launching
+    process), no TrainingArguments is built, so nothing touches devices or process groups."""
     config_path = Path(path)
     raw = json.loads(config_path.read_text())
     for section, key in RELATIVE_PATHS:
@@ -107,8 +109,10 @@ def load_config(path: str | os.PathLike) -> Config:
     if os.environ.get("FTJOB_WORK_DIR"):
         raw["storage"]["work_dir"] = os.environ["FTJOB_WORK_DIR"]
     raw["training"]["output_dir"] = str(Path(raw["storage"]["work_dir"]) / "checkpoints")
-    parsed = {}
+    parsed = {"training": None}
     for section, cls in SECTIONS.items():
+        if section == "training" and not with_training:
+            continue
         (parsed[section],) = HfArgumentParser(cls).parse_dict(raw.get(section, {}),
                                                                allow_extra_keys=False)
     return Config(**parsed)

@@ -34,7 +34,7 @@ def resolve_model_path(model_args: ModelArguments, cache_dir: Path) -> str:
     return str(target)
 
 
-def _not_found(name: str, error: Exception) -> NotFound:
+def model_not_found(name: str, error: Exception) -> NotFound:
     return NotFound(f"cannot load model {name}: it is neither a local folder with a "
                     f"config.json nor a reachable hub id ({type(error).__name__}: {error})")
 
@@ -44,7 +44,7 @@ def load_tokenizer(path: str, model_args: ModelArguments):
         tokenizer = AutoTokenizer.from_pretrained(
             path, revision=model_args.revision, trust_remote_code=model_args.trust_remote_code)
     except (OSError, ValueError) as error:
-        raise _not_found(model_args.model_name_or_path, error) from None
+        raise model_not_found(model_args.model_name_or_path, error) from None
     if tokenizer.pad_token is None:
         # Decoder-only tokenizers often have no pad token; padding with EOS is the usual fix.
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.sep_token
@@ -67,7 +67,7 @@ def load_model(path: str, model_args: ModelArguments, labels: Labels | None):
             model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs,
                                                                        **common)
     except (OSError, ValueError) as error:
-        raise _not_found(model_args.model_name_or_path, error) from None
+        raise model_not_found(model_args.model_name_or_path, error) from None
     if model_args.use_lora:
         model = apply_lora(model, model_args)
     return model

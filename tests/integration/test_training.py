@@ -1,0 +1,103 @@
+"""Real 2-process torchrun fine-tunes of the pretrained MiniLM through `ftjob run`, one per
+strategy that runs on CPU, plus LoRA, causal-LM and the accelerate launcher."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_job
+
+pytestmark = pytest.mark.slow
+
+
+def finished(run) -> dict:
+    events = run.events()
+    done = [e for e in events if e["event"] == "finished"]
+    assert done, f"no finished event; events: {[e['event'] for e in events]}"
+    return done[-1]
+
+
+def assert_trained(result, run, steps: int, world_size: int = 2) -> dict:
+    assert result.returncode == 0, result.stderr[-4000:]
+    started = [e for e in run.events() if e["event"] == "started"]
+    assert started[-1]["worldSize"] == world_size
+    progress = [e["step"] for e in run.events() if e["event"] == "progress"]
+    assert progress[-1] == steps
+    assert progress == sorted(progress)
+    done = finished(run)
+    model_dir = Path(done["output"].removeprefix("file://"))
+    assert (model_dir / "_COMPLETE.json").exists()
+    assert json.loads((model_dir / "metrics.json").read_text())["train_loss"] > 0
+    return done
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ("ddp", {}),
+    ("fsdp", {"fsdp": {"sharding": "full_shard"}}),
+    ("deepspeed", {"deepspeed": {"zeroStage": 2}}),
+])
+def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
+    job = tiny_job(f"strategy-{strategy}", minilm_path,
+                   distributed={"procsPerNode": 2, "strategy": strategy, **extra},
+                   training={"maxSteps": 4, "saveSteps": 2, "evalStrategy": "steps",
+                             "evalSteps": 4})
+    run = ftjob_run(job)
+    result = run.run()
+    done = assert_trained(result, run, steps=4)
+    assert "eval_accuracy" in done["metrics"]
+    saved = sorted(e["step"] for e in run.events() if e["event"] == "checkpoint")
+    assert saved == [2, 4]
+    config = json.loads((run.run_dir / "config.json").read_text())
+    if strategy == "deepspeed":
+        assert config["training"]["deepspeed"] == "deepspeed.json"
+        ds = json.loads((run.run_dir / "deepspeed.json").read_text())
+        assert ds["zero_optimization"]["stage"] == 2
+        # DeepSpeed writes its own per-rank optimizer shards into the checkpoint.
+        marker = json.loads((run.run_dir / "checkpoints/checkpoint-4/_COMPLETE.json")
+                            .read_text())
+        assert any("zero_pp_rank_1" in name for name in marker["files"])
+    if strategy == "fsdp":
+        assert config["training"]["fsdp"].startswith("full_shard")
+
+
+def test_lora_trains_only_adapters(ftjob_run, minilm_path):
+    job = tiny_job("lora", minilm_path,
+                   peft={"type": "lora", "r": 4, "alpha": 8, "targetModules": ["query", "value"]},
+                   training={"maxSteps": 3, "saveSteps": 3, "learningRate": 1.0e-3})
+    run = ftjob_run(job)
+    done = assert_trained(run.run(), run, steps=3)
+    model_dir = Path(done["output"].removeprefix("file://"))
+    adapter = json.loads((model_dir / "adapter_config.json").read_text())
+    assert adapter["r"] == 4 and set(adapter["target_modules"]) == {"query", "value"}
+    # The export holds the adapter, not a full copy of the base weights.
+    assert not (model_dir / "model.safetensors").exists()
+
+
+def test_causal_lm(ftjob_run, minilm_path, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"The council approved plan {i} on day {i}."})
+                              + "\n" for i in range(64)))
+    job = tiny_job("causal", minilm_path,
+                   model={"name": minilm_path, "task": "causal-lm"},
+                   dataset={"files": {"train": str(corpus), "eval": str(corpus)},
+                            "textColumns": ["text"], "labelColumn": None, "maxLength": 32,
+                            "maxTrainSamples": 64, "maxEvalSamples": 16},
+                   metrics=["perplexity"],
+                   training={"maxSteps": 3, "saveSteps": 3, "evalStrategy": "no"})
+    job["spec"]["model"].pop("numLabels")
+    run = ftjob_run(job)
+    done = assert_trained(run.run(), run, steps=3)
+    assert done["metrics"]["eval_perplexity"] > 1
+
+
+def test_accelerate_launcher(ftjob_run, minilm_path):
+    job = tiny_job("accelerate", minilm_path,
+                   distributed={"procsPerNode": 2, "launcher": "accelerate"},
+                   training={"maxSteps": 2, "saveSteps": 2})
+    run = ftjob_run(job)
+    assert_trained(run.run(), run, steps=2)
+    config = (run.run_dir / "accelerate.yaml").read_text()
+    assert "num_processes: 2" in config
