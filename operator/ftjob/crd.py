@@ -3,7 +3,8 @@
 pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3 schema: every
 node typed, no $ref, no nullable unions, `x-kubernetes-preserve-unknown-fields` for free-form
 objects, boolean exclusive bounds. The translation below is mechanical; the rules themselves
-(bounds, enums, CEL) come from the models.
+(bounds, enums, defaults, CEL) come from the models. Defaults are kept, so the API server
+fills them in and CEL rules can read every defaulted field without `has()`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from .api.base import JOB_NAME, JOB_NAME_MAX_LENGTH
 from .api.spec import FineTuneJobSpec
 from .api.status import FineTuneJobStatus
 
-DROPPED_KEYS = {"title", "default", "examples"}
+# Not part of a structural schema (propertyNames), or noise in one (title, examples).
+DROPPED_KEYS = {"title", "examples", "propertyNames"}
 
 
 def _structural(node: Any, defs: dict) -> Any:
@@ -37,7 +39,7 @@ def _structural(node: Any, defs: dict) -> Any:
         raise ValueError(f"cannot express a union in a structural schema: {node}")
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in DROPPED_KEYS or key == "$defs":
+        if key in DROPPED_KEYS or key == "$defs" or (key == "default" and value is None):
             continue
         if key == "const":
             out["enum"] = [value]

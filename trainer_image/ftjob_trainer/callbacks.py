@@ -26,8 +26,10 @@ class CheckpointUploadCallback(TrainerCallback):
                  staging_root: Path, is_global_main: bool):
         self.store, self.uploader = store, uploader
         self.staging_root, self.is_global_main = staging_root, is_global_main
+        self.blocked_seconds = 0.0  # training time spent here: what async upload still costs
 
     def on_save(self, args, state, control, **kwargs):
+        started = time.perf_counter()
         step = state.global_step
         if self.is_global_main:
             self.store.forget_marker(step)
@@ -38,6 +40,7 @@ class CheckpointUploadCallback(TrainerCallback):
             source = Path(args.output_dir) / f"checkpoint-{step}"
             staged = snapshot(source, self.staging_root / f"checkpoint-{step}")
             self.uploader.submit(staged, step)
+        self.blocked_seconds += time.perf_counter() - started
         return control
 
 

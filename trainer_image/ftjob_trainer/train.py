@@ -159,6 +159,8 @@ def train(config: Config, reporter_box: list) -> int:
         uploader = BackgroundUploader(store, topology.node, topology.nodes,
                                       topology.is_global_main, run_id, on_saved,
                                       config.storage.upload_queue_size)
+    upload_callback = CheckpointUploadCallback(store, uploader, work_dir / "staging",
+                                               topology.is_global_main)
     preemption = PreemptionCallback()
     progress = ProgressCallback(reporter, job=config.job.name,
                                 resumedFrom={"step": latest.step, "uri": latest.uri}
@@ -171,8 +173,7 @@ def train(config: Config, reporter_box: list) -> int:
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=compute_metrics,
-        callbacks=[CheckpointUploadCallback(store, uploader, work_dir / "staging",
-                                            topology.is_global_main), preemption, progress],
+        callbacks=[upload_callback, preemption, progress],
     )
     if config.reporting.terminal:
         trainer.remove_callback(PrinterCallback)
@@ -196,7 +197,7 @@ def train(config: Config, reporter_box: list) -> int:
     reporter.emit("finished", metrics=metrics, output=exported,
                   trainSeconds=metrics.get("train_runtime"),
                   checkpoint={"step": last.step, "uri": last.uri} if last else None,
-                  uploadStallSeconds=round(uploader.stall_seconds, 3) if uploader else None)
+                  uploadStallSeconds=round(upload_callback.blocked_seconds, 3))
     return 0
 
 

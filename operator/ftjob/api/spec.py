@@ -47,10 +47,6 @@ class ModelSpec(ApiModel):
 
 
 class LoraSpec(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": cel(("self.type == 'lora'", "only type lora is supported"))
-    }
-
     type: Literal["lora"] = "lora"
     r: int = Field(8, ge=1, le=1024)
     alpha: float = Field(16, gt=0, le=4096)

@@ -8,6 +8,7 @@ mistyped name or a wrong enum value is refused with its path before anything run
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import functools
 import re
@@ -35,6 +36,11 @@ OWNED_BY_FTJOB = {
 
 def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def camel_case(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 @functools.cache
@@ -113,8 +119,8 @@ def check_training_arguments(training: dict[str, Any]) -> dict[str, Any]:
         if field in OWNED_BY_FTJOB:
             problems.append((name, f"is not allowed here: {OWNED_BY_FTJOB[field]}"))
         elif field not in fields:
-            close = [f for f in fields if f.replace("_", "") == field.replace("_", "")]
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            close = difflib.get_close_matches(field, fields, n=1, cutoff=0.8)
+            hint = f" (did you mean {camel_case(close[0])}, i.e. {close[0]}?)" if close else ""
             problems.append((name, "is not a Hugging Face TrainingArguments field" + hint))
         elif not _fits(value, fields[field]):
             problems.append((name, f"must be {_describe(fields[field])}, got {value!r}"))

@@ -1,0 +1,31 @@
+# Two commands set up a fresh machine:
+#   make demo   installs ftjob and fine-tunes the bundled quickstart on this machine
+#   make test   installs ftjob with its test dependencies and runs the whole suite
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test test-unit bench-trainer crd binaries
+
+install:
+	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
+
+demo: install
+	$(PYTHON) examples/seed_model_cache.py
+	HF_HUB_OFFLINE=1 ftjob run examples/quickstart.yaml
+
+test: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q -p no:cacheprovider
+
+test-unit: install
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow"
+
+bench-trainer: install
+	$(PYTHON) -m bench.trainer_bench
+
+crd:
+	ftjob crd > crds/finetunejobs.ftjob.dev.yaml
+
+binaries:
+	bash hack/build-binaries.sh

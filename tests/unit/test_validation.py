@@ -1,0 +1,149 @@
+"""The validation table: good specs parse, bad ones fail with the field path and what is
+allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ftjob.api import SpecError, parse_job
+
+GOOD = {
+    "apiVersion": "ftjob.dev/v1alpha1",
+    "kind": "FineTuneJob",
+    "metadata": {"name": "job-a"},
+    "spec": {
+        "model": {"name": "bert-base-uncased", "numLabels": 2},
+        "dataset": {"name": "glue", "config": "mrpc",
+                    "textColumns": ["sentence1", "sentence2"]},
+        "training": {"numTrainEpochs": 3, "learningRate": 2.0e-5, "evalStrategy": "epoch",
+                     "per_device_train_batch_size": 8, "bf16": False,
+                     "reportTo": ["tensorboard"], "lrSchedulerType": "cosine"},
+    },
+}
+
+
+def with_changes(changes: dict, drop: tuple = ()) -> dict:
+    job = copy.deepcopy(GOOD)
+    for path, value in changes.items():
+        node = job
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    for path in drop:
+        node = job
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node[part]
+        del node[last]
+    return job
+
+
+GOOD_CASES = {
+    "minimal hub job": {},
+    "files instead of hub": {"spec.dataset": {"files": {"train": "s3://b/train.csv"},
+                                              "textColumns": ["text"]}},
+    "lora": {"spec.peft": {"type": "lora", "r": 16, "targetModules": ["query", "value"]}},
+    "deepspeed stage 3 with offload": {"spec.distributed": {
+        "nodes": 2, "gpusPerNode": 8, "strategy": "deepspeed",
+        "deepspeed": {"zeroStage": 3, "offloadParams": True}}},
+    "elastic": {"spec.distributed": {"nodes": 2, "elastic": {"minNodes": 1, "maxNodes": 4}}},
+    "causal lm with perplexity": {"spec.model.task": "causal-lm",
+                                  "spec.metrics": ["perplexity"]},
+    "storage": {"spec.checkpoints": {"uri": "s3://ckpt/team-a", "credentialsSecret": "s3",
+                                     "keep": 5},
+                "spec.output": {"uri": "gs://models/a"}},
+    "pod template": {"spec.podTemplate": {"nodeSelector": {"gpu": "a100"},
+                                          "env": [{"name": "NCCL_DEBUG", "value": "INFO"}],
+                                          "volumes": [{"name": "x", "emptyDir": {}}]}},
+}
+
+# (changes, dropped paths, expected field path, words the message must contain)
+BAD_CASES = {
+    "unknown top-level spec field": ({"spec.modle": {}}, (), "spec.modle",
+                                     ["unknown field", "model"]),
+    "missing model": ({}, ("spec.model",), "spec.model", ["required"]),
+    "bad task": ({"spec.model.task": "translation"}, (), "spec.model.task",
+                 ["sequence-classification", "causal-lm"]),
+    "both name and files": ({"spec.dataset.files": {"train": "a.csv"}}, (), "spec.dataset",
+                            ["exactly one of name and files"]),
+    "neither name nor files": ({}, ("spec.dataset.name", "spec.dataset.config"),
+                               "spec.dataset", ["exactly one of name and files"]),
+    "three text columns": ({"spec.dataset.textColumns": ["a", "b", "c"]}, (),
+                           "spec.dataset.textColumns", ["at most 2"]),
+    "mistyped training argument": ({"spec.training.learningRat": 1e-5}, (),
+                                   "spec.training.learningRat", ["learningRate"]),
+    "wrong enum in training": ({"spec.training.evalStrategy": "epochs"}, (),
+                               "spec.training.evalStrategy", ["one of", "epoch", "steps"]),
+    "wrong type in training": ({"spec.training.numTrainEpochs": "three"}, (),
+                               "spec.training.numTrainEpochs", ["a number"]),
+    "ftjob-owned training argument": ({"spec.training.outputDir": "/x"}, (),
+                                      "spec.training.outputDir", ["checkpoints.uri"]),
+    "deepspeed field without strategy": ({"spec.distributed": {"deepspeed": {"zeroStage": 3}}},
+                                         (), "spec.distributed", ["strategy deepspeed"]),
+    "bad zero stage": ({"spec.distributed": {"strategy": "deepspeed",
+                                             "deepspeed": {"zeroStage": 4}}}, (),
+                       "spec.distributed.deepspeed.zeroStage", ["0", "3"]),
+    "offload params below stage 3": ({"spec.distributed": {
+        "strategy": "deepspeed", "deepspeed": {"zeroStage": 2, "offloadParams": True}}}, (),
+        "spec.distributed.deepspeed", ["zeroStage 3"]),
+    "elastic range excludes nodes": ({"spec.distributed": {
+        "nodes": 8, "elastic": {"minNodes": 1, "maxNodes": 4}}}, (), "spec.distributed",
+        ["between"]),
+    "zero nodes": ({"spec.distributed": {"nodes": 0}}, (), "spec.distributed.nodes",
+                   ["greater than or equal to 1"]),
+    "storage uri scheme": ({"spec.checkpoints": {"uri": "ftp://x/y"}}, (),
+                           "spec.checkpoints.uri", ["pattern"]),
+    "keep zero": ({"spec.checkpoints": {"keep": 0}}, (), "spec.checkpoints.keep",
+                  ["greater than or equal to 1"]),
+    "hostPath volume": ({"spec.podTemplate": {"volumes": [{"name": "h", "hostPath": {}}]}},
+                        (), "spec.podTemplate.volumes", ["hostPath"]),
+    "privileged via podTemplate": ({"spec.podTemplate": {"securityContext": {
+        "privileged": True}}}, (), "spec.podTemplate.securityContext", ["unknown field"]),
+    "classification metric on causal lm": ({"spec.model.task": "causal-lm",
+                                            "spec.metrics": ["accuracy"]}, (), "spec",
+                                           ["perplexity"]),
+    "name too long": ({"metadata.name": "a" * 41}, (), "metadata.name", ["40"]),
+    "name starts with digit": ({"metadata.name": "1job"}, (), "metadata.name", ["pattern"]),
+    "wrong kind": ({"kind": "PyTorchJob"}, (), "kind", ["FineTuneJob"]),
+}
+
+
+@pytest.mark.parametrize("changes", GOOD_CASES.values(), ids=GOOD_CASES.keys())
+def test_good_specs_parse(changes):
+    job = parse_job(with_changes(changes))
+    assert job.metadata.name == "job-a"
+
+
+@pytest.mark.parametrize("changes,drop,path,words", BAD_CASES.values(), ids=BAD_CASES.keys())
+def test_bad_specs_name_the_field(changes, drop, path, words):
+    with pytest.raises(SpecError) as caught:
+        parse_job(with_changes(changes, drop))
+    problems = dict(caught.value.problems)
+    assert path in problems, caught.value.problems
+    for word in words:
+        assert word in problems[path], (word, problems[path])
+
+
+def test_training_names_are_normalized_to_trainingarguments_fields():
+    job = parse_job(GOOD)
+    assert job.spec.training["learning_rate"] == 2.0e-5
+    assert job.spec.training["per_device_train_batch_size"] == 8
+    assert job.spec.training["lr_scheduler_type"] == "cosine"
+
+
+def test_every_problem_is_reported_at_once():
+    job = with_changes({"spec.training.learningRat": 1, "spec.training.evalStrategy": "x",
+                        "spec.model.task": "nope"})
+    with pytest.raises(SpecError) as caught:
+        parse_job(job)
+    paths = {path for path, _ in caught.value.problems}
+    assert {"spec.training.learningRat", "spec.training.evalStrategy",
+            "spec.model.task"} <= paths
+
+
+def test_non_mapping_document():
+    with pytest.raises(SpecError, match="must be a FineTuneJob mapping"):
+        parse_job(["not", "a", "job"])
