@@ -2,4 +2,6 @@ import sys
 
 from .train import main
 
-sys.exit(main())
+# Guarded: the checkpoint uploader is a spawned process, which imports this module again.
+if __name__ == "__main__":
+    sys.exit(main())

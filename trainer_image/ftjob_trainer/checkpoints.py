@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
-import queue
 import re
 import shutil
 import threading
@@ -155,64 +155,83 @@ def snapshot(source: Path, staging: Path) -> Path:
     return staging
 
 
+def _upload_with_retries(store: CheckpointStore, staged: Path, step: int, node: int,
+                         nodes: int, is_global_main: bool, run_id: str, attempts: int):
+    """One checkpoint: this node's part, then (rank 0) the marker and retention. Returns
+    ("saved", SavedCheckpoint, seconds) or ("error", step, message)."""
+    started = time.perf_counter()
+    for attempt in range(1, attempts + 1):
+        try:
+            store.upload_part(staged, step, node, run_id)
+            saved = None
+            if is_global_main:
+                saved = store.mark_complete(step, nodes, run_id)
+                deleted = store.apply_retention(step)
+                if deleted:
+                    logger.info("Deleted old checkpoints %s from storage", deleted)
+            shutil.rmtree(staged, ignore_errors=True)
+            return ("saved", saved, time.perf_counter() - started)
+        except Exception as error:  # noqa: BLE001 - retried, then reported
+            logger.warning("Upload of checkpoint-%d failed (try %d of %d): %s", step, attempt,
+                           attempts, error)
+            if attempt == attempts:
+                return ("error", step, f"{type(error).__name__}: {error}")
+            time.sleep(2 ** attempt)
+
+
+def _uploader_process(uri: str, endpoint_url: str | None, keep: int, node: int, nodes: int,
+                      is_global_main: bool, run_id: str, attempts: int, tasks, results) -> None:
+    try:
+        os.nice(UPLOADER_NICENESS)
+    except OSError:
+        pass
+    store = CheckpointStore(Location(uri, endpoint_url), keep)
+    while (task := tasks.get()) is not None:
+        staged, step = task
+        results.put(_upload_with_retries(store, Path(staged), step, node, nodes,
+                                         is_global_main, run_id, attempts))
+    results.put(None)
+
+
 class BackgroundUploader:
-    """Uploads checkpoints on a thread. `submit` blocks only when `queue_size` checkpoints
-    are already waiting, which bounds local disk use; `close` waits for all of them."""
+    """Uploads checkpoints in a separate, lower-priority process, so uploads neither hold
+    the training process's GIL (request signing, hashing, the S3 client's event loop) nor
+    take its CPU. `submit` blocks only when `queue_size` checkpoints are already waiting,
+    which bounds local disk use; `close` waits for all of them. Results come back on a
+    thread that calls `on_saved` in this process."""
 
     def __init__(self, store: CheckpointStore, node: int, nodes: int, is_global_main: bool,
                  run_id: str, on_saved=None, queue_size: int = 2, attempts: int = 3):
-        self.store, self.node, self.nodes = store, node, nodes
-        self.is_global_main, self.run_id = is_global_main, run_id
         self.on_saved = on_saved or (lambda saved, seconds: None)
-        self.attempts = attempts
-        self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.errors: list[Exception] = []
+        self.errors: list[str] = []
         self.last_saved: SavedCheckpoint | None = None
-        self._thread = threading.Thread(target=self._run, name="checkpoint-uploader",
-                                        daemon=True)
-        self._thread.start()
+        # spawn: forking a process that holds torch and gloo threads is not safe.
+        context = multiprocessing.get_context("spawn")
+        self._tasks = context.Queue(maxsize=queue_size)
+        self._results = context.Queue()
+        location = store.location
+        self._process = context.Process(
+            target=_uploader_process, name="checkpoint-uploader", daemon=True,
+            args=(location.uri, location.endpoint_url, store.keep, node, nodes,
+                  is_global_main, run_id, attempts, self._tasks, self._results))
+        self._process.start()
+        self._reader = threading.Thread(target=self._read_results, daemon=True,
+                                        name="checkpoint-upload-results")
+        self._reader.start()
 
     def submit(self, staged: Path, step: int) -> None:
-        self.queue.put((staged, step))
+        self._tasks.put((str(staged), step))
 
-    def _run(self) -> None:
-        # Uploads are I/O-bound but still cost CPU (hashing, TLS, copies); on a busy node that
-        # CPU belongs to training. Linux applies nice values per thread.
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), UPLOADER_NICENESS)
-        except (AttributeError, OSError):
-            pass
-        while True:
-            item = self.queue.get()
-            try:
-                if item is None:
-                    return
-                self._upload(*item)
-            finally:
-                self.queue.task_done()
-
-    def _upload(self, staged: Path, step: int) -> None:
-        started = time.perf_counter()
-        for attempt in range(1, self.attempts + 1):
-            try:
-                self.store.upload_part(staged, step, self.node, self.run_id)
-                if self.is_global_main:
-                    saved = self.store.mark_complete(step, self.nodes, self.run_id)
-                    deleted = self.store.apply_retention(step)
-                    if deleted:
-                        logger.info("Deleted old checkpoints %s from storage", deleted)
-                    self.last_saved = saved
-                    self.on_saved(saved, time.perf_counter() - started)
-                shutil.rmtree(staged, ignore_errors=True)
-                return
-            except Exception as error:  # noqa: BLE001 - retried, then reported
-                logger.warning("Upload of checkpoint-%d failed (try %d of %d): %s", step,
-                               attempt, self.attempts, error)
-                if attempt == self.attempts:
-                    self.errors.append(error)
-                else:
-                    time.sleep(2 ** attempt)
+    def _read_results(self) -> None:
+        while (result := self._results.get()) is not None:
+            kind, payload, detail = result
+            if kind == "error":
+                self.errors.append(f"checkpoint-{payload}: {detail}")
+            elif payload is not None:
+                self.last_saved = payload
+                self.on_saved(payload, detail)
 
     def close(self) -> None:
-        self.queue.put(None)
-        self._thread.join()
+        self._tasks.put(None)
+        self._reader.join()
+        self._process.join()
