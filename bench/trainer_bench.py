@@ -29,14 +29,10 @@ from pathlib import Path
 import yaml
 
 from bench.settings import MAX_LENGTH, PROCS, REPO, TRAIN_FILE, TRAIN_SAMPLES, TRAINING
+from ftjob.api.training_args import camel_case
 from tests.support.seaweedfs import start_seaweedfs
 
 OWNED_BY_FTJOB = {"save_total_limit", "use_cpu"}  # set through the spec instead
-
-
-def camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.capitalize() for p in rest)
 
 
 def environment(extra: dict | None = None) -> dict:
@@ -65,7 +61,7 @@ def run_plain(work: Path, round_index: int) -> dict:
 
 
 def ftjob_job(name: str) -> dict:
-    training = {camel(k): v for k, v in TRAINING.items() if k not in OWNED_BY_FTJOB}
+    training = {camel_case(k): v for k, v in TRAINING.items() if k not in OWNED_BY_FTJOB}
     return {
         "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
         "metadata": {"name": name},
