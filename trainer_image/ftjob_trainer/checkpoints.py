@@ -17,7 +17,9 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import re
+import signal
 import shutil
 import threading
 import time
@@ -181,12 +183,25 @@ def _upload_with_retries(store: CheckpointStore, staged: Path, step: int, node: 
 
 def _uploader_process(uri: str, endpoint_url: str | None, keep: int, node: int, nodes: int,
                       is_global_main: bool, run_id: str, attempts: int, tasks, results) -> None:
+    # SIGTERM reaches the whole process group; the trainer decides when uploads end (the
+    # None sentinel after the last save), so this process must outlive the signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(UPLOADER_NICENESS)
     except OSError:
         pass
+    parent = os.getppid()
     store = CheckpointStore(Location(uri, endpoint_url), keep)
-    while (task := tasks.get()) is not None:
+    while True:
+        try:
+            task = tasks.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:  # the trainer was killed: nothing will come
+                return
+            continue
+        if task is None:
+            break
         staged, step = task
         results.put(_upload_with_retries(store, Path(staged), step, node, nodes,
                                          is_global_main, run_id, attempts))
