@@ -14,17 +14,26 @@ export CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
 
 log() { echo "[build-binaries] $*" >&2; }
 
-# build_into NAME VERSION COMMAND...: runs COMMAND with GOBIN set to a temp dir and moves
-# the result into the cache only when it succeeded, so a half-built binary is never cached.
+# A cached binary is reused only when its recipe stamp (the linker flags it was built with)
+# matches, so changing how a binary is built rebuilds it without bumping its version.
+is_cached() { # NAME VERSION LDFLAGS
+  local dest="$cache/$1-$2"
+  [[ -x "$dest/$1" && -f "$dest/.recipe" && "$(cat "$dest/.recipe")" == "$3" ]]
+}
+
+# build_into NAME VERSION LDFLAGS PACKAGE: `go install`s PACKAGE with GOBIN set to a temp dir
+# and moves the result into the cache only when it succeeded, so a half-built binary is never
+# cached.
 build_into() {
-  local name=$1 version=$2; shift 2
+  local name=$1 version=$2 ldflags=$3 package=$4
   local dest="$cache/$name-$version"
-  if [[ -x "$dest/$name" ]]; then echo "$name=$dest/$name"; return; fi
+  if is_cached "$name" "$version" "$ldflags"; then echo "$name=$dest/$name"; return; fi
   local started=$SECONDS tmp
   tmp=$(mktemp -d)
   log "Building $name $version"
-  GOBIN="$tmp" "$@" >&2
-  mkdir -p "$dest" && mv "$tmp/$name" "$dest/$name" && rm -rf "$tmp"
+  GOBIN="$tmp" go install -ldflags="$ldflags" "$package" >&2
+  rm -rf "$dest" && mkdir -p "$dest" && mv "$tmp/$name" "$dest/$name" && rm -rf "$tmp"
+  printf '%s' "$ldflags" > "$dest/.recipe"
   log "Built $name $version in $((SECONDS - started)) s"
   echo "$name=$dest/$name"
 }
@@ -63,14 +72,22 @@ kube_module() {
   echo "$dir"
 }
 
+# Without these the binaries report v0.0.0-master, which kubectl and Helm cannot parse.
+minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+kube_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ldflags+="-X=$pkg.gitVersion=$KUBERNETES_VERSION -X=$pkg.gitMajor=1 -X=$pkg.gitMinor=$minor "
+  kube_ldflags+="-X=$pkg.gitTreeState=clean "
+done
+kube_ldflags=${kube_ldflags% }
 need_kube=0
 for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  [[ -x "$cache/$cmd-$KUBERNETES_VERSION/$cmd" ]] || need_kube=1
+  is_cached "$cmd" "$KUBERNETES_VERSION" "$kube_ldflags" || need_kube=1
 done
 if (( need_kube )); then
   kdir=$(kube_module)
   for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    (cd "$kdir" && build_into "$cmd" "$KUBERNETES_VERSION" go install "k8s.io/kubernetes/cmd/$cmd")
+    (cd "$kdir" && build_into "$cmd" "$KUBERNETES_VERSION" "$kube_ldflags" "k8s.io/kubernetes/cmd/$cmd")
   done
 else
   for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
@@ -80,7 +97,7 @@ fi
 # etcd's server module also carries relative replaces; a consumer module works the same way.
 # The main package sits at the module root, so `go build -o` names the binary.
 etcd_dir="$cache/src/etcd-$ETCD_VERSION"
-if [[ ! -x "$cache/etcd-$ETCD_VERSION/etcd" ]]; then
+if ! is_cached etcd "$ETCD_VERSION" ""; then
   mkdir -p "$etcd_dir"
   (
     cd "$etcd_dir"
@@ -92,11 +109,12 @@ if [[ ! -x "$cache/etcd-$ETCD_VERSION/etcd" ]]; then
     started=$SECONDS
     go build -o out/etcd go.etcd.io/etcd/server/v3 >&2
     mkdir -p "$cache/etcd-$ETCD_VERSION" && mv out/etcd "$cache/etcd-$ETCD_VERSION/etcd"
+    : > "$cache/etcd-$ETCD_VERSION/.recipe"
     log "Built etcd $ETCD_VERSION in $((SECONDS - started)) s"
   )
 fi
 echo "etcd=$cache/etcd-$ETCD_VERSION/etcd"
 
-build_into kwok "$KWOK_VERSION" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-build_into kwokctl "$KWOK_VERSION" go install "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
-build_into helm "$HELM_VERSION" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+build_into kwok "$KWOK_VERSION" "" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+build_into kwokctl "$KWOK_VERSION" "" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
+build_into helm "$HELM_VERSION" "-X=helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cluster import Cluster, ClusterError
 from tests.support.seaweedfs import start_seaweedfs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +33,32 @@ def seaweedfs(tmp_path_factory):
     server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A control plane of its own for this test run (never the developer's .cluster/), with
+    the fake GPU nodes; stopped by process id at the end."""
+    state_dir = tmp_path_factory.mktemp("cluster")
+    test_cluster = Cluster(f"ftjob-test-{os.getpid()}", state_dir)
+    try:
+        test_cluster.up()
+    except ClusterError as error:
+        test_cluster.down()
+        pytest.fail(f"the test cluster did not come up: {error}", pytrace=False)
+    yield test_cluster
+    test_cluster.down()
+
+
+@pytest.fixture
+def namespace(cluster, request):
+    """A fresh namespace per test, deleted afterwards without waiting."""
+    readable = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40]
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    name = f"t-{readable.strip('-')}-{digest}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def tiny_job(name: str, model_path: str, **spec_overrides) -> dict:

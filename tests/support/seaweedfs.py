@@ -118,6 +118,57 @@ def start_seaweedfs(data_dir: Path, timeout: float = 90, niceness: int = 0) -> S
     raise RuntimeError(f"SeaweedFS did not answer on {server.endpoint} within {timeout} s")
 
 
+def stop_pid(pid: int, timeout: float = 20) -> None:
+    """Stops a server this module started earlier, found by pid; a pid that now belongs to
+    another program is left alone."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return
+    if b"weed" not in cmdline:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        os.kill(pid, signal.SIGKILL)
+
+
+# A server that outlives the command that started it (`make cluster-up`), remembered in a
+# state file so that `make cluster-down` can stop it by pid.
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "seaweedfs.json"
+
+
+def detached_env(state_dir: Path) -> dict:
+    state = json.loads(_state_file(state_dir).read_text())
+    return SeaweedFS(None, state["endpoint"], state_dir).env  # type: ignore[arg-type]
+
+
+def up_detached(state_dir: Path) -> dict:
+    """Idempotent: a server recorded in `state_dir` that still answers is kept."""
+    state_file = _state_file(state_dir)
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        server = SeaweedFS(None, state["endpoint"], state_dir)  # type: ignore[arg-type]
+        try:
+            server.client().list_buckets()
+            return server.env
+        except Exception:  # noqa: BLE001 - gone or broken: start a new one
+            stop_pid(state["pid"])
+    server = start_seaweedfs(state_dir / "seaweedfs")
+    state_file.write_text(json.dumps({"pid": server.process.pid, "endpoint": server.endpoint}))
+    return server.env
+
+
+def down_detached(state_dir: Path) -> None:
+    state_file = _state_file(state_dir)
+    if state_file.exists():
+        stop_pid(json.loads(state_file.read_text())["pid"])
+        state_file.unlink()
+
+
 if __name__ == "__main__":
     started = time.monotonic()
     server = start_seaweedfs(Path(os.environ.get("TMPDIR", "/tmp")) / "weed-smoke")
