@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer crd binaries
+.PHONY: install demo test test-unit bench-trainer bench-cluster crd binaries cluster-up cluster-down
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
@@ -15,11 +15,11 @@ demo: install
 	$(PYTHON) examples/seed_model_cache.py
 	HF_HUB_OFFLINE=1 ftjob run examples/quickstart.yaml
 
-test: install
+test: install binaries
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest -q -p no:cacheprovider
 
 test-unit: install
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow and not cluster"
 
 bench-trainer: install
 	$(PYTHON) -m bench.trainer_bench
@@ -29,3 +29,14 @@ crd:
 
 binaries:
 	bash hack/build-binaries.sh
+
+# A dev cluster in .cluster/ (kubeconfig .cluster/kubeconfig): control plane, fake GPU nodes
+# and SeaweedFS. Idempotent; cluster-down stops only what cluster-up started.
+cluster-up:
+	$(PYTHON) -m tests.support.cluster up
+
+cluster-down:
+	$(PYTHON) -m tests.support.cluster down
+
+bench-cluster:
+	$(PYTHON) -m bench.cluster_bench

@@ -24,8 +24,7 @@ def get(cluster, *args: str) -> dict:
 
 
 def apply(cluster, namespace: str, *objects: dict):
-    manifests = "".join("---\n" + yaml.safe_dump(item) for item in objects)
-    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifests, check=False)
+    return cluster.apply(*objects, namespace=namespace, check=False)
 
 
 def gpu_job(name: str, pods: int, gpus: int, annotations: dict) -> dict:

@@ -77,23 +77,24 @@ def read_versions() -> dict[str, str]:
     return versions
 
 
+def fake_node(name: str, labels: dict, capacity: dict, taints: list) -> dict:
+    """A Node that KWOK manages (its annotation) and the stages bring up."""
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name,
+                     "annotations": {"kwok.x-k8s.io/node": "fake",
+                                     "node.alpha.kubernetes.io/ttl": "0"},
+                     "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64", "type": "kwok", **labels}},
+        "spec": {"taints": taints},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
 def node_manifests(gpu_nodes: int = GPU_NODES, gpus_per_node: int = GPUS_PER_NODE) -> list[dict]:
     """Fake nodes labelled the way GPU feature discovery labels real ones, tainted the way
     managed GPU node pools are, plus one untainted CPU node for everything else."""
-
-    def node(name: str, labels: dict, capacity: dict, taints: list) -> dict:
-        return {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name,
-                         "annotations": {"kwok.x-k8s.io/node": "fake",
-                                         "node.alpha.kubernetes.io/ttl": "0"},
-                         "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                    "kubernetes.io/arch": "amd64", "type": "kwok", **labels}},
-            "spec": {"taints": taints},
-            "status": {"capacity": capacity, "allocatable": capacity},
-        }
-
-    nodes = [node(f"gpu-node-{index}",
+    nodes = [fake_node(f"gpu-node-{index}",
                   {"node.kubernetes.io/instance-type": "sim.a100-8x",
                    "nvidia.com/gpu.present": "true",
                    "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
@@ -103,7 +104,7 @@ def node_manifests(gpu_nodes: int = GPU_NODES, gpus_per_node: int = GPUS_PER_NOD
                    "nvidia.com/gpu": str(gpus_per_node)},
                   [GPU_TAINT])
              for index in range(gpu_nodes)]
-    nodes.append(node("cpu-node-0", {"node.kubernetes.io/instance-type": "sim.cpu-32"},
+    nodes.append(fake_node("cpu-node-0", {"node.kubernetes.io/instance-type": "sim.cpu-32"},
                       {"cpu": "32", "memory": "128Gi", "pods": "110",
                        "ephemeral-storage": "1Ti"}, []))
     return nodes
@@ -162,10 +163,15 @@ class Cluster:
             config.write_text(kwok_config(self.binaries, read_versions()))
             self.kwokctl("--config", str(config), "create", "cluster",
                          "--kubeconfig", str(self.kubeconfig), "--wait", "90s")
-        manifests = "".join("---\n" + yaml.safe_dump(node) for node in node_manifests())
-        self.kubectl("apply", "-f", "-", input=manifests)
+        self.apply(*node_manifests())
         self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
         return self
+
+    def apply(self, *objects: dict, namespace: str | None = None,
+              check: bool = True) -> subprocess.CompletedProcess:
+        manifests = "".join("---\n" + yaml.safe_dump(item) for item in objects)
+        return self.kubectl("apply", *(["-n", namespace] if namespace else []), "-f", "-",
+                            input=manifests, check=check)
 
     def down(self) -> None:
         """Stops what `up` started: kwokctl kills the components by their pid files."""
