@@ -136,3 +136,41 @@ def ftjob_run(tmp_path):
         return FtjobRun(job, tmp_path)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def crd(cluster):
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds/finetunejobs.ftjob.dev.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.ftjob.dev",
+                    "--timeout=30s")
+
+
+OPERATOR_ENV = {
+    "FTJOB_RECONCILE_INTERVAL": "1",
+    "FTJOB_RESTART_BACKOFF_SECONDS": "1",
+    "FTJOB_CHECKPOINT_URI": "s3://ftjob-test/checkpoints",
+    "FTJOB_CREDENTIALS_SECRET": "storage-credentials",
+    "FTJOB_TRAINER_IMAGE": "registry.example/ftjob-trainer:test",
+}
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, crd):
+    """The operator in this process (kopf.testing.KopfRunner), watching all namespaces."""
+    import kubernetes.config.kube_config
+    from kopf.testing import KopfRunner
+
+    saved = {key: os.environ.get(key) for key in [*OPERATOR_ENV, "KUBECONFIG"]}
+    os.environ.update(OPERATOR_ENV, KUBECONFIG=str(cluster.kubeconfig))
+    # The client library reads $KUBECONFIG once, when it is first imported.
+    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
+    runner = KopfRunner(["run", "--standalone", "--all-namespaces", "-m",
+                         "ftjob.controller.handlers"], timeout=60)
+    with runner:
+        yield runner
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    assert runner.exception is None, runner.exception

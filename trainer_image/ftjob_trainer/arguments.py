@@ -108,6 +108,9 @@ def load_config(path: str | os.PathLike, with_training: bool = True) -> Config:
     # The work dir can be remapped from outside (tests, local runs) without rewriting JSON.
     if os.environ.get("FTJOB_WORK_DIR"):
         raw["storage"]["work_dir"] = os.environ["FTJOB_WORK_DIR"]
+    # On the cluster one ConfigMap serves every attempt; the pod says which one it is.
+    if os.environ.get("FTJOB_ATTEMPT"):
+        raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
     raw["training"]["output_dir"] = str(Path(raw["storage"]["work_dir"]) / "checkpoints")
     parsed = {"training": None}
     for section, cls in SECTIONS.items():

@@ -1,0 +1,256 @@
+"""The operator's decisions, as a pure function: what the cluster looks like in, what the
+status should say and which objects to create or delete out.
+
+Status is the intent log. The reconcile writes the decided status first (guarded by the
+resourceVersion it read) and only then creates or deletes objects, all of which are
+idempotent. A crash between the two leaves a status that the next reconcile carries out:
+phase Restarting always deletes the current attempt's Job, and a started attempt whose Job
+is missing is created (or adopted, if it exists after all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..api.spec import FineTuneJob
+from .failures import Failure, first_failure
+from .manifests import ATTEMPT_LABEL, Names
+
+TERMINAL = ("Succeeded", "Failed")
+CONDITION_TYPES = ("Running", "Restarting", "Suspended", "Succeeded", "Failed")
+
+
+@dataclass
+class Observed:
+    """Everything the decision needs; `job` is None when the spec did not validate."""
+
+    name: str
+    generation: int
+    status: dict
+    now: datetime
+    job: FineTuneJob | None = None
+    spec_error: str | None = None
+    attempt_jobs: list[dict] = field(default_factory=list)  # batch Jobs of this FineTuneJob
+    pods: list[dict] = field(default_factory=list)  # pods of any of its attempts
+    restart_backoff_seconds: float = 10
+
+
+@dataclass
+class Plan:
+    status: dict
+    create_attempt: int | None = None
+    delete_jobs: list[str] = field(default_factory=list)
+    delete_self: bool = False
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
+    requeue_after: float | None = None
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=None) if value else None
+
+
+def restart_delay(restarts: int, base: float) -> float:
+    """Exponential backoff before attempt N+1, capped at five minutes."""
+    return min(base * 2 ** max(restarts - 1, 0), 300.0)
+
+
+def _attempt_of(item: dict) -> int:
+    return int(item["metadata"].get("labels", {}).get(ATTEMPT_LABEL, 0))
+
+
+def _job_condition(job: dict, kind: str) -> dict | None:
+    for condition in job.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def _is_ready(pod: dict) -> bool:
+    status = pod.get("status", {})
+    return status.get("phase") == "Running" and any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions", []) or [])
+
+
+class _Builder:
+    """Accumulates the new status and the plan's side effects."""
+
+    def __init__(self, observed: Observed):
+        self.observed = observed
+        old = observed.status or {}
+        self.status = {key: value for key, value in old.items()
+                       if key not in ("progress", "metrics", "checkpoint", "output")}
+        self.status["conditions"] = [dict(c) for c in old.get("conditions", [])]
+        self.status["observedGeneration"] = observed.generation
+        self.status.setdefault("attempt", 0)
+        self.status.setdefault("restarts", 0)
+        self.plan = Plan(status=self.status)
+
+    def condition(self, kind: str, status: str, reason: str, message: str = "") -> None:
+        now = timestamp(self.observed.now)
+        conditions = self.status["conditions"]
+        for condition in conditions:
+            if condition["type"] == kind:
+                if condition["status"] != status:
+                    condition["lastTransitionTime"] = now
+                condition.update(status=status, observedGeneration=self.observed.generation)
+                # A cleared Restarting condition keeps explaining the last restart.
+                if not (kind == "Restarting" and status == "False"):
+                    condition.update(reason=reason, message=message)
+                return
+        if status == "False" and kind != "Suspended":
+            return  # a condition that never held is simply absent
+        conditions.append({"type": kind, "status": status, "reason": reason,
+                           "message": message, "lastTransitionTime": now,
+                           "observedGeneration": self.observed.generation})
+
+    def phase(self, phase: str, reason: str, message: str, event_type: str = "Normal") -> None:
+        """Moves to `phase`; the condition of the same name (if any) becomes True and the
+        other phase conditions False. An Event marks every transition."""
+        if self.status.get("phase") != phase:
+            self.plan.events.append((event_type, reason, message))
+        self.status["phase"] = phase
+        self.status["message"] = message
+        for kind in CONDITION_TYPES:
+            if kind == phase:
+                self.condition(kind, "True", reason, message)
+            elif kind != "Suspended" or phase != "Pending":
+                self.condition(kind, "False", reason, message)
+
+    def finish(self, phase: str, reason: str, message: str, event_type: str) -> Plan:
+        self.status.setdefault("completionTime", timestamp(self.observed.now))
+        self.phase(phase, reason, message, event_type)
+        # A finished attempt's Job stays (its pods' logs are worth keeping until the TTL);
+        # an unfinished one is stopped so no rank keeps holding GPUs.
+        self.plan.delete_jobs = [j["metadata"]["name"] for j in self.observed.attempt_jobs
+                                 if not _job_condition(j, "Complete")]
+        return self.plan
+
+
+def decide(observed: Observed) -> Plan:
+    b = _Builder(observed)
+    status = b.status
+    phase = status.get("phase")
+    now = observed.now
+
+    if observed.spec_error is not None:
+        if phase in TERMINAL:
+            return b.plan
+        return b.finish("Failed", "InvalidSpec", observed.spec_error, "Warning")
+
+    job = observed.job
+    assert job is not None
+    policy = job.spec.run_policy
+    names = Names(observed.name)
+    attempt = status["attempt"]
+
+    if phase in TERMINAL:
+        b.plan.delete_jobs = [j["metadata"]["name"] for j in observed.attempt_jobs
+                              if not _job_condition(j, "Complete")]
+        completed = parse_time(status.get("completionTime"))
+        if policy.ttl_seconds_after_finished is not None and completed:
+            expires = completed + timedelta(seconds=policy.ttl_seconds_after_finished)
+            if now >= expires:
+                b.plan.delete_self = True
+            else:
+                b.plan.requeue_after = (expires - now).total_seconds()
+        return b.plan
+
+    current = next((j for j in observed.attempt_jobs if j["metadata"]["name"]
+                    == names.attempt(attempt)), None) if attempt else None
+    older = [j["metadata"]["name"] for j in observed.attempt_jobs
+             if _attempt_of(j) != attempt]
+    b.plan.delete_jobs = older
+    pods = [p for p in observed.pods if _attempt_of(p) == attempt]
+
+    if policy.suspend:
+        if current is not None:
+            b.plan.delete_jobs.append(current["metadata"]["name"])
+        b.phase("Suspended", "Suspended", "suspended: the pods were stopped after saving a "
+                "checkpoint; set runPolicy.suspend to false to resume")
+        return b.plan
+
+    started = parse_time(status.get("startTime"))
+    if policy.active_deadline_seconds and started and \
+            (now - started).total_seconds() >= policy.active_deadline_seconds:
+        return b.finish("Failed", "DeadlineExceeded", "ran longer than "
+                        f"runPolicy.activeDeadlineSeconds ({policy.active_deadline_seconds} s)",
+                        "Warning")
+
+    def start_next(reason: str, message: str) -> Plan:
+        status["attempt"] = attempt + 1
+        status.setdefault("startTime", timestamp(now))
+        b.plan.create_attempt = attempt + 1
+        b.phase("Initializing", reason, f"attempt {attempt + 1}: {message}")
+        return b.plan
+
+    if attempt == 0:
+        return start_next("Created", "creating the training pods")
+    if phase == "Suspended":
+        if any(_attempt_of(p) <= attempt for p in observed.pods):
+            return b.plan  # the suspended attempt's pods are still stopping
+        return start_next("Resumed", "resuming from the newest complete checkpoint")
+    if phase == "Restarting":
+        if current is not None:
+            b.plan.delete_jobs.append(current["metadata"]["name"])
+        if current is not None or pods:
+            b.plan.requeue_after = 1
+            return b.plan  # wait for the failed attempt's pods to go
+        restarted = next((parse_time(c["lastTransitionTime"]) for c in status["conditions"]
+                          if c["type"] == "Restarting" and c["status"] == "True"), now)
+        ready_at = restarted + timedelta(seconds=restart_delay(
+            status["restarts"], observed.restart_backoff_seconds))
+        if now < ready_at:
+            b.plan.requeue_after = (ready_at - now).total_seconds()
+            return b.plan
+        return start_next("Restarted", "resuming from the newest complete checkpoint")
+    if current is None:
+        b.plan.create_attempt = attempt  # decided earlier, not carried out yet
+        return b.plan
+
+    nodes = job.spec.distributed.nodes
+    failure: Failure | None = first_failure(pods)
+    if failure is None and _job_condition(current, "Failed"):
+        condition = _job_condition(current, "Failed")
+        failure = Failure(condition.get("reason") or "JobFailed",
+                          condition.get("message") or "the attempt's Job failed", True)
+    if failure is not None:
+        where = f" (pod {failure.pod})" if failure.pod else ""
+        if failure.retryable and status["restarts"] < policy.backoff_limit:
+            status["restarts"] += 1
+            b.plan.delete_jobs.append(current["metadata"]["name"])
+            b.phase("Restarting", failure.reason,
+                    f"attempt {attempt} failed{where}: {failure.message}; restart "
+                    f"{status['restarts']} of {policy.backoff_limit}", "Warning")
+            return b.plan
+        if failure.retryable:
+            return b.finish("Failed", "BackoffLimitExceeded",
+                            f"attempt {attempt} failed{where}: {failure.reason}: "
+                            f"{failure.message}; runPolicy.backoffLimit "
+                            f"({policy.backoff_limit}) restarts used", "Warning")
+        return b.finish("Failed", failure.reason, f"attempt {attempt} failed{where}: "
+                        f"{failure.message}", "Warning")
+
+    job_status = current.get("status", {})
+    b.status["replicas"] = {
+        "active": job_status.get("active", 0), "ready": sum(map(_is_ready, pods)),
+        "succeeded": job_status.get("succeeded", 0), "failed": job_status.get("failed", 0)}
+    if _job_condition(current, "Complete") and job_status.get("succeeded", 0) >= nodes:
+        return b.finish("Succeeded", "Completed", f"all {nodes} nodes of attempt {attempt} "
+                        "finished", "Normal")
+    if current.get("spec", {}).get("suspend"):
+        b.phase("Pending", "Queued", "waiting for the queue to admit the job")
+    elif b.status["replicas"]["ready"] + sum(
+            p.get("status", {}).get("phase") == "Succeeded" for p in pods) >= nodes:
+        # Pods that already finished their part still count as started.
+        b.phase("Running", "AllPodsReady", f"attempt {attempt}: {nodes} nodes training")
+    else:
+        b.phase("Initializing", "PodsStarting", f"attempt {attempt}: "
+                f"{b.status['replicas']['ready']} of {nodes} nodes ready")
+    return b.plan

@@ -1,0 +1,303 @@
+"""Pure builders for everything the operator creates for a FineTuneJob: no I/O, no clock,
+deterministic names. The reconcile decides *whether* to create; these decide *what*."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import yaml
+
+from .. import API_VERSION, GROUP, KIND, PLURAL, render
+from ..api.spec import FineTuneJob
+
+CONFIG_DIR = "/etc/ftjob"
+SCRATCH_DIR = "/scratch"
+TERMINATION_LOG = "/dev/termination-log"
+RENDEZVOUS_PORT = 29500
+CONTAINER = "trainer"
+GPU_RESOURCE = "nvidia.com/gpu"
+# Save + upload of the SIGTERM checkpoint must fit in this; torchrun itself SIGKILLs its
+# workers 30 s after forwarding SIGTERM.
+TERMINATION_GRACE_SECONDS = 60
+
+JOB_NAME_LABEL = f"{GROUP}/job-name"
+ATTEMPT_LABEL = f"{GROUP}/attempt"
+RESUME_ANNOTATION = f"{GROUP}/resume-from"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the operator fills in where a spec is silent (the Helm chart's defaults)."""
+
+    image: str = "ghcr.io/ftjob/trainer:0.1.0"
+    checkpoint_uri: str | None = None  # a job's checkpoints go under <this>/<ns>/<name>
+    credentials_secret: str | None = None
+    endpoint_url: str | None = None
+    queue_name: str | None = None
+    resources: dict = field(default_factory=dict)
+
+
+class SpecProblem(ValueError):
+    """A valid spec that this operator still cannot run; names the field."""
+
+
+@dataclass(frozen=True)
+class Names:
+    job: str
+
+    @property
+    def config_map(self) -> str:
+        return f"{self.job}-trainer-config"
+
+    @property
+    def service(self) -> str:
+        return self.job
+
+    @property
+    def service_account(self) -> str:
+        return f"{self.job}-trainer"
+
+    role = role_binding = service_account
+
+    def attempt(self, attempt: int) -> str:
+        return f"{self.job}-attempt-{attempt}"
+
+
+def labels(job: FineTuneJob, attempt: int | None = None) -> dict:
+    found = {
+        "app.kubernetes.io/name": "ftjob-trainer",
+        "app.kubernetes.io/instance": job.metadata.name,
+        "app.kubernetes.io/managed-by": "ftjob",
+        JOB_NAME_LABEL: job.metadata.name,
+    }
+    if attempt is not None:
+        found[ATTEMPT_LABEL] = str(attempt)
+    return found
+
+
+def owner_reference(job: FineTuneJob, uid: str) -> dict:
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": job.metadata.name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _metadata(job: FineTuneJob, uid: str, name: str, attempt: int | None = None) -> dict:
+    return {"name": name, "namespace": job.metadata.namespace,
+            "labels": labels(job, attempt), "ownerReferences": [owner_reference(job, uid)]}
+
+
+def checkpoint_uri(job: FineTuneJob, defaults: Defaults) -> str:
+    if job.spec.checkpoints.uri:
+        return job.spec.checkpoints.uri
+    if defaults.checkpoint_uri:
+        return f"{defaults.checkpoint_uri.rstrip('/')}/{job.metadata.namespace}/{job.metadata.name}"
+    raise SpecProblem("spec.checkpoints.uri is required: this operator has no default "
+                      "checkpoint storage (Helm value storage.checkpointUri)")
+
+
+def placement(job: FineTuneJob, defaults: Defaults) -> render.Placement:
+    checkpoints = checkpoint_uri(job, defaults)
+    return render.Placement(
+        work_dir=SCRATCH_DIR,
+        checkpoint_uri=checkpoints,
+        output_uri=job.spec.output.uri or f"{checkpoints.rstrip('/')}/model",
+        terminal=False,
+        kubernetes_status=True,
+        termination_log=TERMINATION_LOG,
+    )
+
+
+def build_config_map(job: FineTuneJob, uid: str, defaults: Defaults) -> dict:
+    spec = job.spec
+    job = job.model_copy(update={"spec": spec.model_copy(update={
+        "checkpoints": spec.checkpoints.model_copy(
+            update={"endpoint_url": spec.checkpoints.endpoint_url or defaults.endpoint_url})})})
+    data = {render.TRAINER_CONFIG: json.dumps(
+        render.trainer_config(job, placement(job, defaults)), indent=2, sort_keys=True)}
+    deepspeed = render.deepspeed_config(spec.distributed)
+    if deepspeed is not None:
+        data[render.DEEPSPEED_CONFIG] = json.dumps(deepspeed, indent=2, sort_keys=True)
+    if spec.distributed.launcher == "accelerate":
+        data[render.ACCELERATE_CONFIG] = yaml.safe_dump(render.accelerate_config(
+            spec.distributed, num_machines=spec.distributed.nodes, machine_rank=0,
+            main_process_ip=rendezvous_host(job, 1), main_process_port=RENDEZVOUS_PORT))
+    names = Names(job.metadata.name)
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _metadata(job, uid, names.config_map), "data": data}
+
+
+def build_service(job: FineTuneJob, uid: str) -> dict:
+    """Headless, so every pod of an attempt gets a DNS name and index 0 is the rendezvous."""
+    names = Names(job.metadata.name)
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": _metadata(job, uid, names.service),
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                     "selector": {JOB_NAME_LABEL: job.metadata.name},
+                     "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}]}}
+
+
+def build_service_account(job: FineTuneJob, uid: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": _metadata(job, uid, Names(job.metadata.name).service_account)}
+
+
+def build_role(job: FineTuneJob, uid: str) -> dict:
+    """The trainer may read and patch the status of its own FineTuneJob, nothing else."""
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": _metadata(job, uid, Names(job.metadata.name).role),
+            "rules": [{"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"],
+                       "resourceNames": [job.metadata.name], "verbs": ["get", "patch"]}]}
+
+
+def build_role_binding(job: FineTuneJob, uid: str) -> dict:
+    names = Names(job.metadata.name)
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": _metadata(job, uid, names.role_binding),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": names.role},
+            "subjects": [{"kind": "ServiceAccount", "name": names.service_account,
+                          "namespace": job.metadata.namespace}]}
+
+
+def rendezvous_host(job: FineTuneJob, attempt: int) -> str:
+    """Index 0 of the attempt: Indexed Job pods are named <job>-<index> in the subdomain."""
+    names = Names(job.metadata.name)
+    return f"{names.attempt(attempt)}-0.{names.service}"
+
+
+def launch_command(job: FineTuneJob, attempt: int) -> list[str]:
+    distributed = job.spec.distributed
+    config = f"{CONFIG_DIR}/{render.TRAINER_CONFIG}"
+    node_rank = "$(JOB_COMPLETION_INDEX)"
+    if distributed.launcher == "accelerate":
+        return ["accelerate", "launch", "--config_file",
+                f"{CONFIG_DIR}/{render.ACCELERATE_CONFIG}", "--machine_rank", node_rank,
+                "-m", "ftjob_trainer", config]
+    command = ["torchrun", "--nproc-per-node", str(distributed.nproc_per_node)]
+    host = rendezvous_host(job, attempt)
+    if distributed.elastic:
+        elastic = distributed.elastic
+        command += ["--nnodes", f"{elastic.min_nodes}:{elastic.max_nodes}",
+                    "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{host}:{RENDEZVOUS_PORT}",
+                    "--rdzv-id", Names(job.metadata.name).attempt(attempt),
+                    "--max-restarts", str(elastic.max_restarts)]
+    elif distributed.nodes > 1:
+        command += ["--nnodes", str(distributed.nodes), "--node-rank", node_rank,
+                    "--master-addr", host, "--master-port", str(RENDEZVOUS_PORT)]
+    else:
+        command += ["--standalone"]
+    return [*command, "-m", "ftjob_trainer", config]
+
+
+def _resources(job: FineTuneJob, defaults: Defaults) -> dict:
+    given = job.spec.resources
+    resources = {"requests": dict((given.requests if given else None)
+                                  or defaults.resources.get("requests", {})),
+                 "limits": dict((given.limits if given else None)
+                                or defaults.resources.get("limits", {}))}
+    gpus = job.spec.distributed.gpus_per_node
+    if gpus:
+        resources["limits"][GPU_RESOURCE] = str(gpus)
+        resources["requests"].pop(GPU_RESOURCE, None)
+    return {key: value for key, value in resources.items() if value}
+
+
+def _credential_sources(job: FineTuneJob, defaults: Defaults) -> list[dict]:
+    """Storage credentials stay in their Secrets: the pod reads them as environment
+    variables (AWS_ACCESS_KEY_ID, ... whatever keys the Secret holds)."""
+    secrets = [job.spec.checkpoints.credentials_secret or defaults.credentials_secret,
+               job.spec.output.credentials_secret]
+    unique = [name for index, name in enumerate(secrets) if name and name not in secrets[:index]]
+    return [{"secretRef": {"name": name}} for name in unique]
+
+
+def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
+              resume_from: str | None = None) -> dict:
+    """One Indexed Job per attempt: completions = parallelism = nodes, no retries of its own
+    (the operator restarts the whole group), pods named so index 0 is the rendezvous."""
+    spec = job.spec
+    names = Names(job.metadata.name)
+    template = spec.pod_template
+    env = [
+        {"name": "FTJOB_ATTEMPT", "value": str(attempt)},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    if resume_from:
+        env.append({"name": "FTJOB_RESUME_FROM", "value": resume_from})
+    env += [item.model_dump(by_alias=True, exclude_none=True) for item in
+            (template.env if template and template.env else [])]
+    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+              {"name": "scratch", "mountPath": SCRATCH_DIR},
+              {"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes = [{"name": "config", "configMap": {"name": names.config_map}},
+               {"name": "scratch", "emptyDir": {}},
+               {"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    tolerations = list(template.tolerations or []) if template else []
+    if spec.distributed.gpus_per_node:
+        tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+    container = {
+        "name": CONTAINER,
+        "image": spec.image or defaults.image,
+        "command": launch_command(job, attempt),
+        "env": env,
+        "envFrom": _credential_sources(job, defaults),
+        "resources": _resources(job, defaults),
+        "volumeMounts": mounts + list(template.volume_mounts or [] if template else []),
+        "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    pod_labels = {**(template.labels or {} if template else {}), **labels(job, attempt)}
+    annotations = dict(template.annotations or {}) if template else {}
+    pod_spec = {
+        "restartPolicy": "Never",
+        "subdomain": names.service,
+        "serviceAccountName": names.service_account,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
+                            "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes + list(template.volumes or [] if template else []),
+    }
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if template and template.node_selector:
+        pod_spec["nodeSelector"] = dict(template.node_selector)
+    if template and template.affinity:
+        pod_spec["affinity"] = template.affinity
+    if template and template.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
+    if template and template.scheduler_name:
+        pod_spec["schedulerName"] = template.scheduler_name
+    if spec.run_policy.priority_class_name:
+        pod_spec["priorityClassName"] = spec.run_policy.priority_class_name
+    metadata = _metadata(job, uid, names.attempt(attempt), attempt)
+    queue = spec.run_policy.queue_name or defaults.queue_name
+    if queue:
+        metadata["labels"][KUEUE_QUEUE_LABEL] = queue
+    if resume_from:
+        metadata["annotations"] = {RESUME_ANNOTATION: resume_from}
+    nodes = spec.distributed.nodes
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
+        "spec": {
+            "completionMode": "Indexed", "completions": nodes, "parallelism": nodes,
+            "backoffLimit": 0,
+            # Kueue admits a queued Job by unsuspending it.
+            "suspend": bool(queue),
+            "template": {"metadata": {"labels": pod_labels, "annotations": annotations},
+                         "spec": pod_spec},
+        },
+    }
+
+
+def build_all(job: FineTuneJob, uid: str, defaults: Defaults) -> list[dict]:
+    """The objects that live as long as the FineTuneJob, in creation order."""
+    return [build_config_map(job, uid, defaults), build_service(job, uid),
+            build_service_account(job, uid), build_role(job, uid),
+            build_role_binding(job, uid)]

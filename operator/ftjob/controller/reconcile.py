@@ -1,0 +1,79 @@
+"""One idempotent reconcile for a FineTuneJob: observe (the body kopf hands us plus the
+watch-fed indices of our Jobs and pods), decide (pure), write the status, then act."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from ..api.load import SpecError, parse_job
+from . import kube, manifests
+from .decide import Observed, Plan, decide
+
+logger = logging.getLogger(__name__)
+TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output")
+
+# kopf runs a job's timer and its change handlers concurrently; one decision at a time.
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+def parse(body: dict, defaults: manifests.Defaults):
+    """(FineTuneJob, None) or (None, a message naming the fields)."""
+    document = {key: body.get(key) for key in ("apiVersion", "kind", "spec")}
+    metadata = body.get("metadata", {})
+    document["metadata"] = {"name": metadata.get("name"), "namespace": metadata.get("namespace")}
+    try:
+        job = parse_job(document)
+        manifests.checkpoint_uri(job, defaults)
+        return job, None
+    except SpecError as error:
+        return None, "; ".join(f"{path}: {message}" for path, message in error.problems)
+    except manifests.SpecProblem as error:
+        return None, str(error)
+
+
+def _operator_owned(status: dict) -> dict:
+    return {key: value for key, value in (status or {}).items() if key not in TRAINER_OWNED}
+
+
+def reconcile(body: dict, attempt_jobs: list[dict], pods: list[dict],
+              defaults: manifests.Defaults, restart_backoff_seconds: float = 10,
+              now: datetime | None = None) -> Plan | None:
+    """Returns the plan carried out, or None when the status changed underneath us (the
+    next reconcile decides again)."""
+    metadata = body["metadata"]
+    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    with _locks[uid]:
+        job, spec_error = parse(body, defaults)
+        status = dict(body.get("status") or {})
+        observed = Observed(
+            name=name, generation=metadata.get("generation", 1), status=status,
+            now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
+            job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
+            restart_backoff_seconds=restart_backoff_seconds)
+        plan = decide(observed)
+        if plan.status != _operator_owned(status):
+            if not kube.patch_status(namespace, name, metadata["resourceVersion"], plan.status):
+                return None
+            if plan.status.get("phase") != status.get("phase"):
+                logger.info("FineTuneJob %s/%s is %s: %s", namespace, name,
+                            plan.status.get("phase"), plan.status.get("message"))
+            for event in plan.events:
+                kube.post_event(body, *event)
+        if plan.delete_self:
+            logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
+                        namespace, name)
+            kube.delete_finetunejob(namespace, name)
+            return plan
+        for job_name in plan.delete_jobs:
+            kube.delete_job(namespace, job_name)
+        if plan.create_attempt and job is not None:
+            for manifest in manifests.build_all(job, uid, defaults):
+                kube.create_or_adopt(manifest)
+            resume = (status.get("checkpoint") or {}).get("uri")
+            attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
+            if kube.create_or_adopt(attempt):
+                logger.info("Created Job %s/%s", namespace, attempt["metadata"]["name"])
+        return plan

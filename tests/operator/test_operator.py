@@ -1,0 +1,240 @@
+"""The operator (kopf, in this process) against the real control plane: KWOK's stages play
+the pods, annotations choose how each attempt ends."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.cluster
+
+OWNED_KINDS = ["configmap", "service", "serviceaccount", "role", "rolebinding"]
+
+
+def finetunejob(name: str, pod_annotations: dict | None = None, **spec) -> dict:
+    body = {
+        "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name},
+        "spec": {
+            "model": {"name": "sentence-transformers/all-MiniLM-L6-v2", "numLabels": 2},
+            "dataset": {"files": {"train": "s3://data/train.csv"},
+                        "textColumns": ["sentence1", "sentence2"]},
+            "training": {"maxSteps": 10},
+            "distributed": {"nodes": 2, "gpusPerNode": 8},
+            "runPolicy": {"backoffLimit": 2},
+            "podTemplate": {"annotations": pod_annotations or {}},
+        },
+    }
+    for key, value in spec.items():
+        body["spec"][key] = {**body["spec"].get(key, {}), **value}
+    return body
+
+
+class Jobs:
+    """kubectl views of one test namespace."""
+
+    def __init__(self, cluster, namespace):
+        self.cluster, self.namespace = cluster, namespace
+
+    def get(self, *args: str) -> dict:
+        return json.loads(self.cluster.kubectl("get", *args, "-n", self.namespace, "-o",
+                                               "json").stdout)
+
+    def exists(self, kind: str, name: str) -> bool:
+        return self.cluster.kubectl("get", kind, name, "-n", self.namespace,
+                                    check=False).returncode == 0
+
+    def create(self, body: dict) -> None:
+        self.cluster.apply(body, namespace=self.namespace)
+
+    def status(self, name: str) -> dict:
+        return self.get("finetunejob", name).get("status", {})
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 60) -> dict:
+        return eventually(lambda: (lambda s: s if s.get("phase") == phase else None)(
+            self.status(name)), timeout=timeout, what=f"{name} to be {phase}")
+
+    def pods(self, name: str, attempt: int) -> list[dict]:
+        return self.get("pods", "-l", f"ftjob.dev/job-name={name},ftjob.dev/attempt={attempt}"
+                        )["items"]
+
+    def annotate_pods(self, name: str, attempt: int, *annotations: str) -> None:
+        self.cluster.kubectl("annotate", "pods", "-n", self.namespace, "--overwrite", "-l",
+                             f"ftjob.dev/job-name={name},ftjob.dev/attempt={attempt}",
+                             *annotations)
+
+    def condition(self, name: str, kind: str) -> dict | None:
+        return next((c for c in self.status(name).get("conditions", [])
+                     if c["type"] == kind), None)
+
+    def events(self, name: str) -> list[tuple[str, str]]:
+        items = self.get("events", "--field-selector", f"involvedObject.name={name}")["items"]
+        return [(e["reason"], e["message"]) for e in
+                sorted(items, key=lambda e: e["metadata"]["creationTimestamp"])]
+
+
+@pytest.fixture
+def jobs(cluster, namespace, operator):
+    return Jobs(cluster, namespace)
+
+
+def test_created_job_gets_its_resources_runs_on_gpu_nodes_and_succeeds(jobs, cluster):
+    jobs.create(finetunejob("ok", {"sim.ftjob.dev/run-for": "3s"}))
+    running = jobs.wait_phase("ok", "Running")
+    assert running["attempt"] == 1 and running["replicas"]["ready"] == 2
+    uid = jobs.get("finetunejob", "ok")["metadata"]["uid"]
+    for kind in OWNED_KINDS + ["job"]:
+        name = "ok-attempt-1" if kind == "job" else (
+            "ok" if kind == "service" else "ok-trainer-config" if kind == "configmap"
+            else "ok-trainer")
+        item = jobs.get(kind, name)
+        assert [ref["uid"] for ref in item["metadata"]["ownerReferences"]] == [uid], kind
+        assert item["metadata"]["labels"]["ftjob.dev/job-name"] == "ok", kind
+    job = jobs.get("job", "ok-attempt-1")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:8] == ["torchrun", "--nproc-per-node", "8", "--nnodes", "2",
+                                        "--node-rank", "$(JOB_COMPLETION_INDEX)",
+                                        "--master-addr"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert {"secretRef": {"name": "storage-credentials"}} in container["envFrom"]
+    config = json.loads(jobs.get("configmap", "ok-trainer-config")["data"]["config.json"])
+    assert config["storage"]["checkpoint_uri"] == \
+        f"s3://ftjob-test/checkpoints/{jobs.namespace}/ok"
+    assert "storage-credentials" not in json.dumps(config)
+    nodes = {pod["spec"]["nodeName"] for pod in jobs.pods("ok", 1)}
+    assert len(nodes) == 2 and all(n.startswith("gpu-node-") for n in nodes)
+
+    done = jobs.wait_phase("ok", "Succeeded")
+    assert done["completionTime"] >= done["startTime"]
+    assert jobs.condition("ok", "Succeeded")["status"] == "True"
+    assert jobs.condition("ok", "Running")["status"] == "False"
+    waited = cluster.kubectl("wait", "--for=condition=Succeeded", "finetunejob/ok", "-n",
+                             jobs.namespace, "--timeout=5s", check=False)
+    assert waited.returncode == 0, waited.stderr
+    assert [reason for reason, _ in jobs.events("ok")] == \
+        ["Created", "AllPodsReady", "Completed"]
+
+
+def test_retryable_failure_restarts_from_the_checkpoint_in_status(jobs, cluster):
+    jobs.create(finetunejob("retry", {"sim.ftjob.dev/hold": "true"}))
+    jobs.wait_phase("retry", "Running")
+    checkpoint = {"uri": f"s3://ftjob-test/checkpoints/{jobs.namespace}/retry/checkpoint-40",
+                  "step": 40, "savedAt": "2026-01-01T00:00:00.000Z"}
+    # What the trainer's status sink does after each complete upload.
+    cluster.kubectl("patch", "finetunejob", "retry", "-n", jobs.namespace, "--subresource",
+                    "status", "--type", "merge", "-p", json.dumps({"status": {
+                        "checkpoint": checkpoint}}))
+    jobs.annotate_pods("retry", 1, "sim.ftjob.dev/exit-code=75")
+
+    running = eventually(lambda: (lambda s: s if s.get("attempt") == 2 and
+                                  s.get("phase") == "Running" else None)(jobs.status("retry")),
+                         timeout=60, what="attempt 2 running")
+    assert running["restarts"] == 1
+    assert jobs.condition("retry", "Restarting")["reason"] == "Preempted"
+    assert not jobs.exists("job", "retry-attempt-1")
+    attempt = jobs.get("job", "retry-attempt-2")
+    assert attempt["metadata"]["annotations"]["ftjob.dev/resume-from"] == checkpoint["uri"]
+    env = attempt["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "FTJOB_RESUME_FROM", "value": checkpoint["uri"]} in env
+    assert {"name": "FTJOB_ATTEMPT", "value": "2"} in env
+    jobs.annotate_pods("retry", 2, "sim.ftjob.dev/hold=false")
+    jobs.wait_phase("retry", "Succeeded")
+    assert jobs.status("retry")["checkpoint"] == checkpoint  # the operator keeps it
+
+
+@pytest.mark.parametrize("exit_code, reason", [("65", "InvalidDataset"),
+                                               ("78", "InvalidConfig")])
+def test_permanent_failure_fails_the_job_without_restart(jobs, exit_code, reason):
+    name = f"perm-{exit_code}"
+    jobs.create(finetunejob(name, {"sim.ftjob.dev/exit-code": exit_code}))
+    failed = jobs.wait_phase(name, "Failed")
+    assert failed["restarts"] == 0 and failed["attempt"] == 1
+    condition = jobs.condition(name, "Failed")
+    assert condition["reason"] == reason and "attempt 1 failed" in condition["message"]
+    eventually(lambda: not jobs.exists("job", f"{name}-attempt-1"),
+               what="the failed attempt's Job to be deleted")
+
+
+def test_backoff_limit_exhausted(jobs):
+    jobs.create(finetunejob("exhaust", {"sim.ftjob.dev/exit-code": "137",
+                                        "sim.ftjob.dev/reason": "OOMKilled"},
+                            runPolicy={"backoffLimit": 1}))
+    failed = jobs.wait_phase("exhaust", "Failed", timeout=90)
+    assert failed["attempt"] == 2 and failed["restarts"] == 1
+    condition = jobs.condition("exhaust", "Failed")
+    assert condition["reason"] == "BackoffLimitExceeded" and "OOMKilled" in condition["message"]
+
+
+def test_active_deadline(jobs):
+    jobs.create(finetunejob("deadline", {"sim.ftjob.dev/hold": "true"},
+                            runPolicy={"activeDeadlineSeconds": 3}))
+    jobs.wait_phase("deadline", "Failed", timeout=30)
+    assert jobs.condition("deadline", "Failed")["reason"] == "DeadlineExceeded"
+    eventually(lambda: not jobs.pods("deadline", 1), what="the pods to be removed")
+
+
+def test_suspend_stops_pods_and_resume_starts_the_next_attempt(jobs, cluster):
+    jobs.create(finetunejob("pause", {"sim.ftjob.dev/hold": "true"}))
+    jobs.wait_phase("pause", "Running")
+    patch = lambda value: cluster.kubectl(  # noqa: E731
+        "patch", "finetunejob", "pause", "-n", jobs.namespace, "--type", "merge", "-p",
+        json.dumps({"spec": {"runPolicy": {"suspend": value}}}))
+    patch(True)
+    suspended = jobs.wait_phase("pause", "Suspended")
+    assert jobs.condition("pause", "Suspended")["status"] == "True"
+    eventually(lambda: not jobs.pods("pause", 1), what="the suspended pods to go")
+    assert suspended["restarts"] == 0
+    patch(False)
+    resumed = eventually(lambda: (lambda s: s if s.get("phase") == "Running" and
+                                  s.get("attempt") == 2 else None)(jobs.status("pause")),
+                         timeout=60, what="attempt 2 running")
+    assert resumed["restarts"] == 0  # a suspension is not a failure
+    assert jobs.condition("pause", "Suspended")["status"] == "False"
+
+
+def test_ttl_deletes_the_finished_job_and_everything_it_owns(jobs):
+    jobs.create(finetunejob("ttl", runPolicy={"ttlSecondsAfterFinished": 2}))
+    jobs.wait_phase("ttl", "Succeeded")
+    eventually(lambda: not jobs.exists("finetunejob", "ttl"), timeout=30,
+               what="the FineTuneJob to be deleted")
+    eventually(lambda: not any(jobs.exists(kind, name) for kind, name in [
+        ("configmap", "ttl-trainer-config"), ("service", "ttl"), ("job", "ttl-attempt-1")]),
+        timeout=60, what="garbage collection of the owned objects")
+
+
+def test_deleting_a_finetunejob_removes_everything(jobs, cluster):
+    jobs.create(finetunejob("gone", {"sim.ftjob.dev/hold": "true"}))
+    jobs.wait_phase("gone", "Running")
+    cluster.kubectl("delete", "finetunejob", "gone", "-n", jobs.namespace)
+    eventually(lambda: not any(jobs.exists(kind, name) for kind, name in [
+        ("configmap", "gone-trainer-config"), ("service", "gone"), ("role", "gone-trainer"),
+        ("job", "gone-attempt-1")]) and not jobs.pods("gone", 1), timeout=60,
+        what="garbage collection")
+
+
+def test_spec_the_api_server_accepts_but_ftjob_cannot_run_is_failed_with_the_field(jobs):
+    jobs.create(finetunejob("typo", training={"learningRat": 0.1}))
+    failed = jobs.wait_phase("typo", "Failed")
+    condition = jobs.condition("typo", "Failed")
+    assert condition["reason"] == "InvalidSpec"
+    assert "spec.training" in condition["message"] and "learningRate" in condition["message"]
+    assert failed["attempt"] == 0 and not jobs.exists("configmap", "typo-trainer-config")
+    # The operator carries on with the next job.
+    jobs.create(finetunejob("after-typo"))
+    jobs.wait_phase("after-typo", "Succeeded")
+
+
+def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):
+    jobs.create(finetunejob("queued", runPolicy={"queueName": "team-a"}))
+    pending = eventually(lambda: (lambda s: s if s.get("phase") == "Pending" else None)(
+        jobs.status("queued")), what="Pending")
+    assert pending["message"].startswith("waiting for the queue")
+    job = jobs.get("job", "queued-attempt-1")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    # What Kueue does on admission.
+    cluster.kubectl("patch", "job", "queued-attempt-1", "-n", jobs.namespace, "--type",
+                    "merge", "-p", '{"spec": {"suspend": false}}')
+    jobs.wait_phase("queued", "Succeeded")
