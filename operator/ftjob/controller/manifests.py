@@ -119,9 +119,10 @@ def build_config_map(job: FineTuneJob, uid: str, defaults: Defaults) -> dict:
     if deepspeed is not None:
         data[render.DEEPSPEED_CONFIG] = json.dumps(deepspeed, indent=2, sort_keys=True)
     if spec.distributed.launcher == "accelerate":
+        # The rendezvous host changes with every attempt: the launch command passes it.
         data[render.ACCELERATE_CONFIG] = yaml.safe_dump(render.accelerate_config(
             spec.distributed, num_machines=spec.distributed.nodes, machine_rank=0,
-            main_process_ip=rendezvous_host(job, 1), main_process_port=RENDEZVOUS_PORT))
+            main_process_port=RENDEZVOUS_PORT))
     names = Names(job.metadata.name)
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(job, uid, names.config_map), "data": data}
@@ -170,12 +171,14 @@ def launch_command(job: FineTuneJob, attempt: int) -> list[str]:
     distributed = job.spec.distributed
     config = f"{CONFIG_DIR}/{render.TRAINER_CONFIG}"
     node_rank = "$(JOB_COMPLETION_INDEX)"
-    if distributed.launcher == "accelerate":
-        return ["accelerate", "launch", "--config_file",
-                f"{CONFIG_DIR}/{render.ACCELERATE_CONFIG}", "--machine_rank", node_rank,
-                "-m", "ftjob_trainer", config]
-    command = ["torchrun", "--nproc-per-node", str(distributed.nproc_per_node)]
     host = rendezvous_host(job, attempt)
+    if distributed.launcher == "accelerate":
+        command = ["accelerate", "launch", "--config_file",
+                   f"{CONFIG_DIR}/{render.ACCELERATE_CONFIG}", "--machine_rank", node_rank]
+        if distributed.nodes > 1:
+            command += ["--main_process_ip", host, "--main_process_port", str(RENDEZVOUS_PORT)]
+        return [*command, "-m", "ftjob_trainer", config]
+    command = ["torchrun", "--nproc-per-node", str(distributed.nproc_per_node)]
     if distributed.elastic:
         elastic = distributed.elastic
         command += ["--nnodes", f"{elastic.min_nodes}:{elastic.max_nodes}",

@@ -1,0 +1,193 @@
+"""The operator's decisions without a cluster: observed state in, status and actions out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from ftjob.api.load import parse_job
+from ftjob.controller.decide import Observed, decide, restart_delay, timestamp
+
+NOW = datetime(2026, 11, 22, 12, 0, 0)
+
+
+def job(**run_policy):
+    return parse_job({
+        "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+        "metadata": {"name": "j", "namespace": "ns"},
+        "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "t.csv"}},
+                 "distributed": {"nodes": 2}, "runPolicy": run_policy}})
+
+
+def attempt_job(attempt, complete=False, failed=False, suspend=False, succeeded=0):
+    conditions = []
+    if complete:
+        conditions.append({"type": "Complete", "status": "True"})
+    if failed:
+        conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
+    return {"metadata": {"name": f"j-attempt-{attempt}",
+                         "labels": {"ftjob.dev/attempt": str(attempt)}},
+            "spec": {"suspend": suspend},
+            "status": {"conditions": conditions, "succeeded": succeeded}}
+
+
+def pod(attempt, index, phase="Running", ready=True, exit_code=None):
+    status = {"phase": phase, "conditions": [{"type": "Ready",
+                                              "status": "True" if ready else "False"}]}
+    if exit_code is not None:
+        status["containerStatuses"] = [{"state": {"terminated": {"exitCode": exit_code}}}]
+    return {"metadata": {"name": f"j-attempt-{attempt}-{index}",
+                         "labels": {"ftjob.dev/attempt": str(attempt)}}, "status": status}
+
+
+def observe(status=None, jobs=(), pods=(), spec=None, now=NOW, spec_error=None, **policy):
+    return Observed(name="j", generation=3, status=status or {}, now=now,
+                    job=None if spec_error else (spec or job(**policy)),
+                    spec_error=spec_error, attempt_jobs=list(jobs), pods=list(pods),
+                    restart_backoff_seconds=10)
+
+
+def conditions(plan):
+    return {c["type"]: (c["status"], c["reason"]) for c in plan.status["conditions"]}
+
+
+def test_a_new_job_starts_attempt_one():
+    plan = decide(observe())
+    assert plan.create_attempt == 1
+    assert plan.status["phase"] == "Initializing" and plan.status["attempt"] == 1
+    assert plan.status["startTime"] == timestamp(NOW)
+    assert plan.events == [("Normal", "Created", "attempt 1: creating the training pods")]
+    assert plan.status["observedGeneration"] == 3
+
+
+def test_a_started_attempt_whose_job_is_missing_is_created_again():
+    """The operator died between writing status and creating the Job."""
+    plan = decide(observe({"phase": "Initializing", "attempt": 2, "restarts": 1}))
+    assert plan.create_attempt == 2 and plan.status["attempt"] == 2
+
+
+@pytest.mark.parametrize("pods, phase, reason", [
+    ([pod(1, 0), pod(1, 1, phase="Pending", ready=False)], "Initializing", "PodsStarting"),
+    ([pod(1, 0), pod(1, 1)], "Running", "AllPodsReady"),
+    ([pod(1, 0), pod(1, 1, phase="Succeeded", ready=False)], "Running", "AllPodsReady"),
+])
+def test_phase_follows_the_pods(pods, phase, reason):
+    plan = decide(observe({"phase": "Initializing", "attempt": 1}, [attempt_job(1)], pods))
+    assert (plan.status["phase"], plan.create_attempt, plan.delete_jobs) == (phase, None, [])
+    assert plan.status["replicas"]["ready"] == sum(p["status"]["phase"] == "Running"
+                                                   for p in pods)
+
+
+def test_succeeded_only_when_the_job_completed_every_node():
+    pods = [pod(1, 0, "Succeeded", False), pod(1, 1, "Succeeded", False)]
+    plan = decide(observe({"phase": "Running", "attempt": 1},
+                          [attempt_job(1, complete=True, succeeded=2)], pods))
+    assert plan.status["phase"] == "Succeeded"
+    assert plan.status["completionTime"] == timestamp(NOW)
+    assert conditions(plan)["Succeeded"] == ("True", "Completed")
+    assert plan.delete_jobs == []  # the completed Job stays until the TTL
+
+
+def test_retryable_failure_restarts_and_counts():
+    pods = [pod(1, 0, "Failed", False, exit_code=75), pod(1, 1)]
+    plan = decide(observe({"phase": "Running", "attempt": 1, "restarts": 0},
+                          [attempt_job(1)], pods, backoffLimit=2))
+    assert plan.status["phase"] == "Restarting" and plan.status["restarts"] == 1
+    assert plan.delete_jobs == ["j-attempt-1"] and plan.create_attempt is None
+    assert conditions(plan)["Restarting"] == ("True", "Preempted")
+    assert plan.events[0][:2] == ("Warning", "Preempted")
+
+
+def test_restart_waits_for_the_old_pods_then_the_backoff():
+    restarting = {"phase": "Restarting", "attempt": 1, "restarts": 2, "conditions": [
+        {"type": "Restarting", "status": "True", "reason": "Preempted",
+         "lastTransitionTime": timestamp(NOW)}]}
+    still_there = decide(observe(restarting, [], [pod(1, 0, "Failed", False, 75)]))
+    assert still_there.create_attempt is None and still_there.requeue_after == 1
+    too_soon = decide(observe(restarting, now=NOW + timedelta(seconds=5)))
+    assert too_soon.create_attempt is None
+    assert too_soon.requeue_after == pytest.approx(restart_delay(2, 10) - 5)
+    plan = decide(observe(restarting, now=NOW + timedelta(seconds=restart_delay(2, 10))))
+    assert plan.create_attempt == 2 and plan.status["phase"] == "Initializing"
+    assert conditions(plan)["Restarting"] == ("False", "Preempted")  # still says why
+
+
+def test_restarting_with_the_old_job_still_there_deletes_it():
+    plan = decide(observe({"phase": "Restarting", "attempt": 1, "restarts": 1},
+                          [attempt_job(1)], [pod(1, 0)]))
+    assert plan.delete_jobs == ["j-attempt-1"] and plan.create_attempt is None
+
+
+def test_permanent_failure_fails_at_once():
+    plan = decide(observe({"phase": "Running", "attempt": 1},
+                          [attempt_job(1)], [pod(1, 0, "Failed", False, 65), pod(1, 1)]))
+    assert plan.status["phase"] == "Failed" and plan.status["restarts"] == 0
+    assert conditions(plan)["Failed"] == ("True", "InvalidDataset")
+    assert plan.delete_jobs == ["j-attempt-1"]
+
+
+def test_backoff_limit_ends_in_failed():
+    plan = decide(observe({"phase": "Running", "attempt": 3, "restarts": 2},
+                          [attempt_job(3)], [pod(3, 0, "Failed", False, 137)], backoffLimit=2))
+    assert plan.status["phase"] == "Failed"
+    assert conditions(plan)["Failed"] == ("True", "BackoffLimitExceeded")
+    assert "Killed" in plan.status["message"]
+
+
+def test_job_level_failure_without_failed_pods_is_retryable():
+    plan = decide(observe({"phase": "Running", "attempt": 1}, [attempt_job(1, failed=True)]))
+    assert plan.status["phase"] == "Restarting"
+
+
+def test_deadline():
+    started = {"phase": "Running", "attempt": 1, "startTime": timestamp(NOW)}
+    plan = decide(observe(started, [attempt_job(1)], [pod(1, 0)],
+                          now=NOW + timedelta(seconds=60), activeDeadlineSeconds=60))
+    assert plan.status["phase"] == "Failed"
+    assert conditions(plan)["Failed"][1] == "DeadlineExceeded"
+    assert plan.delete_jobs == ["j-attempt-1"]
+
+
+def test_suspend_then_resume():
+    plan = decide(observe({"phase": "Running", "attempt": 1}, [attempt_job(1)], [pod(1, 0)],
+                          suspend=True))
+    assert plan.status["phase"] == "Suspended" and plan.delete_jobs == ["j-attempt-1"]
+    suspended = plan.status
+    waiting = decide(observe(suspended, [], [pod(1, 0)]))
+    assert waiting.create_attempt is None
+    resumed = decide(observe(suspended))
+    assert resumed.create_attempt == 2 and resumed.status["restarts"] == 0
+    assert conditions(resumed)["Suspended"][0] == "False"
+
+
+def test_queued_job_is_pending():
+    plan = decide(observe({"phase": "Initializing", "attempt": 1},
+                          [attempt_job(1, suspend=True)], queueName="q"))
+    assert plan.status["phase"] == "Pending"
+    assert plan.status["message"].startswith("waiting for the queue")
+
+
+def test_ttl_deletes_the_finetunejob_once_expired():
+    done = {"phase": "Succeeded", "attempt": 1, "completionTime": timestamp(NOW)}
+    early = decide(observe(done, ttlSecondsAfterFinished=30))
+    assert not early.delete_self and early.requeue_after == 30
+    assert decide(observe(done, now=NOW + timedelta(seconds=30),
+                          ttlSecondsAfterFinished=30)).delete_self
+    assert not decide(observe(done, now=NOW + timedelta(days=9))).delete_self
+
+
+def test_invalid_spec_fails_once_with_the_message():
+    plan = decide(observe(spec_error="spec.training.learningRat: unknown"))
+    assert plan.status["phase"] == "Failed" and plan.create_attempt is None
+    assert conditions(plan)["Failed"] == ("True", "InvalidSpec")
+    again = decide(observe(plan.status, spec_error="spec.training.learningRat: unknown"))
+    assert again.events == [] and again.status == plan.status
+
+
+def test_an_unchanged_world_decides_an_unchanged_status():
+    first = decide(observe({"phase": "Initializing", "attempt": 1}, [attempt_job(1)],
+                           [pod(1, 0), pod(1, 1)]))
+    second = decide(observe(first.status, [attempt_job(1)], [pod(1, 0), pod(1, 1)],
+                            now=NOW + timedelta(seconds=30)))
+    assert second.status == first.status and second.events == []

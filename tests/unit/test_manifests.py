@@ -1,0 +1,159 @@
+"""The operator's manifest builders: table-driven cases and golden YAML for a multi-node
+GPU job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ftjob.api.load import parse_job
+from ftjob.controller import manifests
+from ftjob.controller.manifests import Defaults, SpecProblem
+
+GOLDEN = Path(__file__).parent / "golden"
+DEFAULTS = Defaults(image="registry.example/trainer:1", checkpoint_uri="s3://ckpt/",
+                    credentials_secret="s3-creds")
+
+
+def job(**spec):
+    body = {"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+            "metadata": {"name": "bert", "namespace": "team-a"},
+            "spec": {"model": {"name": "bert-base-uncased"},
+                     "dataset": {"name": "glue", "config": "mrpc",
+                                 "textColumns": ["sentence1", "sentence2"]},
+                     **spec}}
+    return parse_job(body)
+
+
+def golden_objects():
+    gpu_job = job(distributed={"nodes": 2, "gpusPerNode": 8, "strategy": "deepspeed"},
+                  podTemplate={"nodeSelector": {"pool": "a100"},
+                               "env": [{"name": "NCCL_DEBUG", "value": "WARN"}]})
+    return [*manifests.build_all(gpu_job, "uid-1", DEFAULTS),
+            manifests.build_job(gpu_job, "uid-1", 3, DEFAULTS, "s3://ckpt/x/checkpoint-50")]
+
+
+def test_multi_node_gpu_job_matches_golden():
+    rendered = yaml.safe_dump_all(golden_objects(), sort_keys=True)
+    assert rendered == (GOLDEN / "multinode-deepspeed.yaml").read_text(), \
+        "golden changed: review, then regenerate with tests/unit/golden/regenerate.py"
+
+
+def command(**distributed):
+    return manifests.build_job(job(distributed=distributed), "u", 2, DEFAULTS)[
+        "spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+@pytest.mark.parametrize("distributed, expected", [
+    ({}, ["torchrun", "--nproc-per-node", "1", "--standalone"]),
+    ({"gpusPerNode": 4}, ["torchrun", "--nproc-per-node", "4", "--standalone"]),
+    ({"nodes": 3, "gpusPerNode": 8},
+     ["torchrun", "--nproc-per-node", "8", "--nnodes", "3", "--node-rank",
+      "$(JOB_COMPLETION_INDEX)", "--master-addr", "bert-attempt-2-0.bert", "--master-port",
+      "29500"]),
+    ({"nodes": 3, "gpusPerNode": 8, "elastic": {"minNodes": 2, "maxNodes": 4, "maxRestarts": 3}},
+     ["torchrun", "--nproc-per-node", "8", "--nnodes", "2:4", "--rdzv-backend", "c10d",
+      "--rdzv-endpoint", "bert-attempt-2-0.bert:29500", "--rdzv-id", "bert-attempt-2",
+      "--max-restarts", "3"]),
+    ({"nodes": 2, "gpusPerNode": 2, "launcher": "accelerate"},
+     ["accelerate", "launch", "--config_file", "/etc/ftjob/accelerate.yaml", "--machine_rank",
+      "$(JOB_COMPLETION_INDEX)", "--main_process_ip", "bert-attempt-2-0.bert",
+      "--main_process_port", "29500"]),
+])
+def test_launch_command(distributed, expected):
+    found = command(**distributed)
+    assert found[:len(expected)] == expected
+    assert found[-3:] == ["-m", "ftjob_trainer", "/etc/ftjob/config.json"]
+
+
+@pytest.mark.parametrize("spec, check", [
+    ({"distributed": {"nodes": 2, "gpusPerNode": 8}},
+     lambda j: j["spec"]["completions"] == j["spec"]["parallelism"] == 2),
+    ({"distributed": {"gpusPerNode": 8}},
+     lambda j: pod(j)["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+     and {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+     in pod(j)["tolerations"]),
+    ({}, lambda j: "tolerations" not in pod(j)
+     and "nvidia.com/gpu" not in str(pod(j)["containers"][0]["resources"])),
+    ({"resources": {"requests": {"cpu": "8", "memory": "64Gi"}}},
+     lambda j: pod(j)["containers"][0]["resources"] == {"requests": {"cpu": "8",
+                                                                     "memory": "64Gi"}}),
+    ({"runPolicy": {"queueName": "team-a", "priorityClassName": "high"}},
+     lambda j: j["spec"]["suspend"] is True
+     and j["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+     and pod(j)["priorityClassName"] == "high"),
+    ({}, lambda j: j["spec"]["suspend"] is False and j["spec"]["backoffLimit"] == 0),
+    ({"checkpoints": {"uri": "s3://b/j", "credentialsSecret": "mine"},
+      "output": {"uri": "s3://b/m", "credentialsSecret": "mine"}},
+     lambda j: pod(j)["containers"][0]["envFrom"] == [{"secretRef": {"name": "mine"}}]),
+    ({"output": {"uri": "gs://m", "credentialsSecret": "gcs"}},
+     lambda j: pod(j)["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-creds"}},
+                                                      {"secretRef": {"name": "gcs"}}]),
+    ({"podTemplate": {"labels": {"team": "a", "ftjob.dev/job-name": "spoofed"},
+                      "annotations": {"a": "b"}, "tolerations": [{"key": "spot",
+                                                                   "operator": "Exists"}],
+                      "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}],
+                      "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                      "imagePullSecrets": ["regcred"], "schedulerName": "volcano"}},
+     lambda j: pod_meta(j)["labels"]["team"] == "a"
+     and pod_meta(j)["labels"]["ftjob.dev/job-name"] == "bert"
+     and pod_meta(j)["annotations"] == {"a": "b"}
+     and pod(j)["tolerations"] == [{"key": "spot", "operator": "Exists"}]
+     and pod(j)["volumes"][-1]["name"] == "data"
+     and pod(j)["containers"][0]["volumeMounts"][-1]["mountPath"] == "/data"
+     and pod(j)["imagePullSecrets"] == [{"name": "regcred"}]
+     and pod(j)["schedulerName"] == "volcano"),
+    ({"image": "mine:2"}, lambda j: pod(j)["containers"][0]["image"] == "mine:2"),
+    ({}, lambda j: pod(j)["containers"][0]["image"] == DEFAULTS.image
+     and pod(j)["serviceAccountName"] == "bert-trainer" and pod(j)["subdomain"] == "bert"
+     and pod(j)["restartPolicy"] == "Never"
+     and pod(j)["securityContext"]["runAsNonRoot"] is True
+     and pod(j)["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}),
+])
+def test_build_job(spec, check):
+    assert check(manifests.build_job(job(**spec), "u", 1, DEFAULTS))
+
+
+def pod(built):
+    return built["spec"]["template"]["spec"]
+
+
+def pod_meta(built):
+    return built["spec"]["template"]["metadata"]
+
+
+def test_every_object_is_owned_labelled_and_deterministically_named():
+    built = golden_objects()
+    assert [(o["kind"], o["metadata"]["name"]) for o in built] == [
+        ("ConfigMap", "bert-trainer-config"), ("Service", "bert"),
+        ("ServiceAccount", "bert-trainer"), ("Role", "bert-trainer"),
+        ("RoleBinding", "bert-trainer"), ("Job", "bert-attempt-3")]
+    for item in built:
+        assert item["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        assert item["metadata"]["ownerReferences"][0]["controller"] is True
+        assert item["metadata"]["labels"]["ftjob.dev/job-name"] == "bert"
+    assert golden_objects() == built
+
+
+def test_role_allows_only_this_jobs_status():
+    role = manifests.build_role(job(), "u")
+    assert role["rules"] == [{"apiGroups": ["ftjob.dev"], "resources": ["finetunejobs/status"],
+                              "resourceNames": ["bert"], "verbs": ["get", "patch"]}]
+
+
+def test_checkpoint_uri_comes_from_the_spec_or_the_operator_default():
+    assert manifests.checkpoint_uri(job(), DEFAULTS) == "s3://ckpt/team-a/bert"
+    assert manifests.checkpoint_uri(job(checkpoints={"uri": "gs://mine/x"}), DEFAULTS) == \
+        "gs://mine/x"
+    with pytest.raises(SpecProblem, match="spec.checkpoints.uri is required"):
+        manifests.checkpoint_uri(job(), Defaults())
+
+
+def test_config_map_holds_no_secret_and_points_at_storage():
+    config_map = manifests.build_config_map(
+        job(checkpoints={"credentialsSecret": "s3-creds"}), "u", DEFAULTS)
+    assert "s3-creds" not in str(config_map)
+    assert '"checkpoint_uri": "s3://ckpt/team-a/bert"' in config_map["data"]["config.json"]
+    assert '"kubernetes_status": true' in config_map["data"]["config.json"]
