@@ -76,6 +76,16 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
              for item in get(cluster, "finetunejobs", "-n", namespace)["items"]]
     assert names == [quickstart["metadata"]["name"]]
 
+    def patch(spec: dict):
+        return cluster.kubectl("patch", "finetunejob", names[0], "-n", namespace, "--type",
+                               "merge", "-p", json.dumps({"spec": spec}), check=False)
+
+    changed_model = patch({"model": {"name": "another-model"}})
+    assert changed_model.returncode != 0
+    assert "spec.model cannot change once created" in changed_model.stderr
+    assert patch({"runPolicy": {"queueName": "late"}}).returncode != 0
+    assert patch({"runPolicy": {"suspend": True, "backoffLimit": 7}}).returncode == 0
+
 
 def test_indexed_gpu_job_is_scheduled_on_gpu_nodes_and_completed_by_stages(cluster, namespace):
     apply(cluster, namespace, gpu_job("train", pods=2, gpus=8,

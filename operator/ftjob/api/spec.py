@@ -240,7 +240,35 @@ class PodTemplate(ApiModel):
         return volumes
 
 
+# What a running job is made of cannot change under it; these stay editable: suspend to
+# pause, and the limits around the run.
+MUTABLE_RUN_POLICY = ("suspend", "backoffLimit", "activeDeadlineSeconds",
+                      "ttlSecondsAfterFinished")
+IMMUTABLE_SPEC_FIELDS = ("model", "peft", "dataset", "training", "metrics", "distributed",
+                         "checkpoints", "output", "resources", "image", "podTemplate")
+
+
+def _immutable(path: str) -> tuple[str, str]:
+    return (f"has(self.{path}) == has(oldSelf.{path}) && "
+            f"(!has(self.{path}) || self.{path} == oldSelf.{path})",
+            f"spec.{path} cannot change once created; only runPolicy."
+            f"{{{','.join(MUTABLE_RUN_POLICY)}}} can")
+
+
+def _immutable_run_policy(name: str) -> tuple[str, str]:
+    """runPolicy itself may be absent on either side, so compare with '' for unset."""
+    def value(obj: str) -> str:
+        return (f"(has({obj}.runPolicy) && has({obj}.runPolicy.{name}) ? "
+                f"{obj}.runPolicy.{name} : '')")
+    return (f"{value('self')} == {value('oldSelf')}",
+            f"spec.runPolicy.{name} cannot change once created")
+
+
 class FineTuneJobSpec(ApiModel):
+    model_config = ApiModel.model_config | {"json_schema_extra": cel(
+        *[_immutable(field) for field in IMMUTABLE_SPEC_FIELDS],
+        *[_immutable_run_policy(field) for field in ("queueName", "priorityClassName")])}
+
     model: ModelSpec
     peft: LoraSpec | None = None
     dataset: DatasetSpec
