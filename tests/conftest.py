@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import Cluster, ClusterError
-from tests.support.seaweedfs import start_seaweedfs
+from tests.support.seaweedfs import free_port, start_seaweedfs
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -145,7 +145,9 @@ def crd(cluster):
                     "--timeout=30s")
 
 
+OPERATOR_PORTS = {"metrics": free_port(), "liveness": free_port()}
 OPERATOR_ENV = {
+    "FTJOB_METRICS_PORT": str(OPERATOR_PORTS["metrics"]),
     "FTJOB_RECONCILE_INTERVAL": "1",
     "FTJOB_RESTART_BACKOFF_SECONDS": "1",
     "FTJOB_CHECKPOINT_URI": "s3://ftjob-test/checkpoints",
@@ -165,7 +167,8 @@ def operator(cluster, crd):
     # The client library reads $KUBECONFIG once, when it is first imported.
     kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
     runner = KopfRunner(["run", "--standalone", "--all-namespaces", "-m",
-                         "ftjob.controller.handlers"], timeout=60)
+                         "ftjob.controller.handlers", "--liveness",
+                         f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz"], timeout=60)
     with runner:
         yield runner
     for key, value in saved.items():

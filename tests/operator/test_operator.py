@@ -238,3 +238,23 @@ def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):
     cluster.kubectl("patch", "job", "queued-attempt-1", "-n", jobs.namespace, "--type",
                     "merge", "-p", '{"spec": {"suspend": false}}')
     jobs.wait_phase("queued", "Succeeded")
+
+
+def test_liveness_and_prometheus_metrics(jobs):
+    import urllib.request
+
+    from tests.conftest import OPERATOR_PORTS
+
+    jobs.create(finetunejob("metered", {"sim.ftjob.dev/exit-code": "143"},
+                            runPolicy={"backoffLimit": 1}))
+    jobs.wait_phase("metered", "Failed", timeout=90)
+    live = urllib.request.urlopen(f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz")
+    assert live.status == 200
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{OPERATOR_PORTS['metrics']}/metrics").read().decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['ftjob_jobs{phase="Failed"}'] >= 1
+    assert samples['ftjob_restarts_total{reason="Terminated"}'] >= 1
+    assert samples["ftjob_reconcile_duration_seconds_count"] > 0
+    assert samples['ftjob_api_requests_total{verb="create"}'] > 0

@@ -1,6 +1,9 @@
 """kopf handlers: thin entry points into the one reconcile.
 
-    kopf run -m ftjob.controller.handlers --all-namespaces --liveness=http://0.0.0.0:8080/healthz
+    kopf run -m ftjob.controller.handlers --all-namespaces \
+        --liveness=http://0.0.0.0:8080/healthz --log-format=json
+
+Metrics on FTJOB_METRICS_PORT (default 9090, 0 for any free port), /metrics.
 """
 
 from __future__ import annotations
@@ -8,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 import kopf
 
 from .. import GROUP, PLURAL, VERSION
+from . import metrics
 from .manifests import JOB_NAME_LABEL, Defaults
 from .reconcile import reconcile
 
@@ -46,6 +51,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     # Our own Events say what happened; kopf's per-handler ones would only repeat it.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = int(os.environ.get("FTJOB_WORKERS", "16"))
+    port = metrics.serve(int(os.environ.get("FTJOB_METRICS_PORT", "9090")))
+    logging.getLogger(__name__).info("Serving metrics on port %d", port)
 
 
 def _slim(body: kopf.Body) -> dict:
@@ -68,8 +75,22 @@ def attempt_pods(namespace, labels, body, **_):
 
 def _reconcile(body, attempt_jobs: kopf.Index, attempt_pods: kopf.Index) -> None:
     key = (body.metadata.namespace, body.metadata.name)
-    reconcile(json.loads(json.dumps(dict(body))), list(attempt_jobs.get(key, [])),
-              list(attempt_pods.get(key, [])), DEFAULTS, RESTART_BACKOFF)
+    started = time.perf_counter()
+    snapshot = json.loads(json.dumps(dict(body)))  # kopf's Body is live; decide on a copy
+    plan = reconcile(snapshot, list(attempt_jobs.get(key, [])),
+                     list(attempt_pods.get(key, [])), DEFAULTS, RESTART_BACKOFF)
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    if plan is not None:
+        if plan.status.get("restarts", 0) > (snapshot.get("status") or {}).get("restarts", 0):
+            reason = next((c["reason"] for c in plan.status["conditions"]
+                           if c["type"] == "Restarting"), "Unknown")
+            metrics.RESTARTS.labels(reason).inc()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def phase_seen(type, body, **_):
+    metrics.observe_phase(body.metadata.uid, body.status.get("phase"),
+                          deleted=type == "DELETED")
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

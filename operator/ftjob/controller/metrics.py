@@ -1,0 +1,63 @@
+"""Prometheus metrics of the operator: jobs by phase, reconcile latency, restarts by reason,
+API requests and errors. Served on FTJOB_METRICS_PORT (default 9090) at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import kube
+
+PHASES = ("Pending", "Suspended", "Initializing", "Running", "Restarting", "Succeeded",
+          "Failed")
+
+RECONCILE_SECONDS = Histogram(
+    "ftjob_reconcile_duration_seconds", "Time to observe, decide and act for one FineTuneJob",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RESTARTS = Counter("ftjob_restarts", "Attempts restarted, by the failure that caused them",
+                   ["reason"])
+
+
+class _JobsAndRequests:
+    """Read at scrape time: the phase of every FineTuneJob the operator sees, and the API
+    request counts kept by the API module."""
+
+    def __init__(self):
+        self.phases: dict[str, str] = {}
+
+    def collect(self):
+        jobs = GaugeMetricFamily("ftjob_jobs", "FineTuneJobs by phase", labels=["phase"])
+        counts = {phase: 0 for phase in PHASES}
+        for phase in list(self.phases.values()):
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, count in counts.items():
+            jobs.add_metric([phase], count)
+        yield jobs
+        requests = CounterMetricFamily("ftjob_api_requests", "Kubernetes API writes",
+                                       labels=["verb"])
+        for verb, count in dict(kube.Counter.requests).items():
+            requests.add_metric([verb], count)
+        yield requests
+        errors = CounterMetricFamily("ftjob_api_errors", "Kubernetes API writes that failed "
+                                     "(other than not-found and already-exists)",
+                                     labels=["verb"])
+        for verb, count in dict(kube.Counter.errors).items():
+            errors.add_metric([verb], count)
+        yield errors
+
+
+JOBS = _JobsAndRequests()
+REGISTRY.register(JOBS)
+
+
+def observe_phase(uid: str, phase: str | None, deleted: bool = False) -> None:
+    if deleted:
+        JOBS.phases.pop(uid, None)
+    else:
+        JOBS.phases[uid] = phase or "Pending"
+
+
+def serve(port: int) -> int:
+    """Starts the /metrics endpoint and returns the port it listens on."""
+    server, _ = start_http_server(port)
+    return server.server_port
