@@ -63,8 +63,14 @@ def kwok_config(binaries: dict[str, str], versions: dict[str, str]) -> str:
         # measurement of our operator; a real cluster's are tuned much higher than defaults.
         "disableQPSLimits": True,
     }
+    # KWOK takes only the nodes annotated as fake, so that a node of the tests' kubelet
+    # stand-in (tests/e2e) is left to it.
+    kwok_controller = {"name": "kwok-controller", "extraArgs": [
+        {"key": "manage-all-nodes", "value": "false"},
+        {"key": "manage-nodes-with-annotation-selector", "value": "kwok.x-k8s.io/node=fake"}]}
     configuration = {"kind": "KwokctlConfiguration",
-                     "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options}
+                     "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options,
+                     "componentsPatches": [kwok_controller]}
     return yaml.safe_dump(configuration) + "---\n" + STAGES.read_text()
 
 

@@ -63,7 +63,21 @@ def test_running_and_succeeded_pods_have_no_failure():
     assert classify_pod({"metadata": {"name": "a"}, "status": {"phase": "Succeeded"}}) is None
 
 
-def test_a_permanent_failure_explains_the_attempt_over_a_retryable_one():
+def finished(pod, at):
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = at
+    return pod
+
+
+def test_the_earliest_failure_explains_the_attempt():
+    killed = finished(failed_pod("a-1", exit_code=137), "2026-11-22T10:00:00Z")
+    collateral = finished(failed_pod("a-0", exit_code=1, message="RuntimeError: [gloo/transport/"
+                                     "tcp/pair.cc:534] Connection closed by peer"),
+                          "2026-11-22T10:00:04Z")
+    assert first_failure([collateral, killed]).reason == "Killed"
+    assert classify_pod(collateral).retryable
+
+
+def test_a_permanent_failure_wins_a_tie():
     pods = [failed_pod("a-0", exit_code=143), failed_pod("a-1", exit_code=65)]
     assert first_failure(pods).reason == "InvalidDataset"
     assert first_failure([failed_pod("a-1", 143), failed_pod("a-0", 75)]).pod == "a-0"

@@ -92,8 +92,9 @@ def export_model(trainer: Trainer, tokenizer, metrics: dict, work_dir: Path,
 
 
 def write_termination_log(config: Config | None, error: TrainerError) -> None:
-    path = (config.reporting.termination_log if config else None) or \
-        os.environ.get("FTJOB_TERMINATION_LOG")
+    # The environment wins so that whatever runs the pod can remap the path.
+    path = os.environ.get("FTJOB_TERMINATION_LOG") or \
+        (config.reporting.termination_log if config else None)
     if not path:
         return
     try:

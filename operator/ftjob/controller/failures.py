@@ -36,7 +36,8 @@ SIGNAL_EXIT_CODES = {137: "Killed", 143: "Terminated"}
 NETWORK_TIMEOUT = re.compile(
     r"RendezvousTimeoutError|RendezvousClosedError|RendezvousConnectionError|DistNetworkError|"
     r"NCCL (?:error|timeout)|Watchdog caught collective operation timeout|"
-    r"ProcessGroupNCCL|c10d.*(?:timed out|Connection refused|Connection reset)",
+    r"ProcessGroupNCCL|ProcessGroupGloo|gloo.*(?:Connection closed by peer|Connection reset)|"
+    r"c10d.*(?:timed out|Connection refused|Connection reset)",
     re.IGNORECASE)
 DISRUPTION_REASONS = {"Evicted", "NodeLost", "Shutdown", "Terminated", "NodeShutdown",
                       "DeletionByTaintManager", "PreemptionByScheduler",
@@ -97,10 +98,20 @@ def classify_pod(pod: dict) -> Failure | None:
     return Failure("PodFailed", status.get("message") or "the pod failed", True, name)
 
 
+def _finished_at(pod: dict) -> str:
+    for container in pod.get("status", {}).get("containerStatuses", []) or []:
+        finished = container.get("state", {}).get("terminated", {}).get("finishedAt")
+        if finished:
+            return finished
+    return "9999"  # not terminated (evicted, disrupted): after every known time
+
+
 def first_failure(pods: list[dict]) -> Failure | None:
-    """The failure that explains an attempt: a permanent one wins over a retryable one
-    (a rank that hit bad data takes the others down with it), then the earliest pod."""
-    failures = [f for f in (classify_pod(pod) for pod in
-                            sorted(pods, key=lambda p: p["metadata"]["name"])) if f]
-    permanent = [f for f in failures if not f.retryable]
-    return (permanent or failures or [None])[0]
+    """The failure that explains an attempt: the earliest, because one rank's death takes
+    the others down with collective errors after it. Among failures of the same second, a
+    permanent one wins (every rank hitting the same bad data is still bad data)."""
+    failed = [(pod, classify_pod(pod)) for pod in pods]
+    failed = [(pod, failure) for pod, failure in failed if failure]
+    failed.sort(key=lambda item: (_finished_at(item[0]), item[1].retryable,
+                                  item[0]["metadata"]["name"]))
+    return failed[0][1] if failed else None
