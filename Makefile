@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer bench-cluster crd binaries cluster-up cluster-down
+.PHONY: install demo test test-unit bench-trainer bench-cluster crd training-args binaries cluster-up cluster-down
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
@@ -26,6 +26,11 @@ bench-trainer: install
 
 crd:
 	ftjob crd > crds/finetunejobs.ftjob.dev.yaml
+
+# The TrainingArguments table spec validation reads (so the operator needs no transformers);
+# a test fails when it differs from the installed transformers.
+training-args:
+	$(PYTHON) -c "from ftjob.api import training_args as t; import json; t.TABLE.write_text(json.dumps(t.generate_table(), indent=1, sort_keys=True) + '\n')"
 
 binaries:
 	bash hack/build-binaries.sh

@@ -4,6 +4,7 @@ allowed."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -147,3 +148,11 @@ def test_every_problem_is_reported_at_once():
 def test_non_mapping_document():
     with pytest.raises(SpecError, match="must be a FineTuneJob mapping"):
         parse_job(["not", "a", "job"])
+
+
+def test_committed_training_arguments_table_matches_installed_transformers():
+    from ftjob.api.training_args import TABLE, generate_table
+
+    committed = json.loads(TABLE.read_text())
+    assert committed == generate_table(), \
+        "transformers changed TrainingArguments: review, then run `make training-args`"

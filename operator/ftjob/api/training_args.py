@@ -11,9 +11,11 @@ import dataclasses
 import difflib
 import enum
 import functools
+import json
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticCustomError
@@ -43,69 +45,97 @@ def camel_case(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-@functools.cache
-def training_argument_types() -> dict[str, Any]:
-    """Field name -> resolved annotation of the installed TrainingArguments."""
+TABLE = Path(__file__).with_name("training_arguments.json")
+
+
+def describe_type(annotation: Any) -> Any:
+    """A JSON description of one TrainingArguments annotation, enough to check a value."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return "any"
+    if annotation is type(None):
+        return "null"
+    if annotation in (bool, int, float, str):
+        return annotation.__name__
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return {"enum": [member.value for member in annotation]}
+    if origin is typing.Literal:
+        return {"literal": list(typing.get_args(annotation))}
+    if origin in (typing.Union, types.UnionType):
+        return {"union": [describe_type(arg) for arg in typing.get_args(annotation)]}
+    if (origin or annotation) in (list, tuple):
+        args = typing.get_args(annotation)
+        return {"list": describe_type(args[0]) if args else "any"}
+    if (origin or annotation) is dict:
+        return "dict"
+    return "any"  # an annotation we do not model: TrainingArguments judges it at run time
+
+
+def generate_table() -> dict:
+    """The table for the installed transformers (imports torch: slow, so it is committed)."""
+    import transformers
     from transformers import TrainingArguments
 
     hints = typing.get_type_hints(TrainingArguments)
-    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(TrainingArguments)
-            if f.init}
+    return {"transformers": transformers.__version__,
+            "fields": {f.name: describe_type(hints.get(f.name, Any))
+                       for f in dataclasses.fields(TrainingArguments) if f.init}}
 
 
-def _enum_in_union(annotation: Any) -> type[enum.Enum] | None:
+@functools.cache
+def training_argument_types() -> dict[str, Any]:
+    """Field name -> type description, from the table committed next to this module, so
+    neither the operator nor `ftjob validate` imports transformers (and torch)."""
+    return json.loads(TABLE.read_text())["fields"]
+
+
+def _enum_values(description: Any) -> list | None:
     """`SomeEnum | str` in TrainingArguments means "a value of SomeEnum, maybe as a string"."""
-    for arg in typing.get_args(annotation):
-        if isinstance(arg, type) and issubclass(arg, enum.Enum):
-            return arg
+    for member in description.get("union", []) if isinstance(description, dict) else []:
+        if isinstance(member, dict) and "enum" in member:
+            return member["enum"]
     return None
 
 
-def _describe(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        enum_type = _enum_in_union(annotation)
-        if enum_type is not None:
-            return _describe(enum_type)
-        return " or ".join(_describe(a) for a in typing.get_args(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return "one of " + ", ".join(str(m.value) for m in annotation)
-    if annotation is type(None):
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(origin or annotation, str(annotation))
+def _describe(description: Any) -> str:
+    if isinstance(description, dict):
+        if "enum" in description or _enum_values(description) is not None:
+            values = description.get("enum") or _enum_values(description)
+            return "one of " + ", ".join(str(value) for value in values)
+        if "literal" in description:
+            return "one of " + ", ".join(str(value) for value in description["literal"])
+        if "union" in description:
+            return " or ".join(_describe(member) for member in description["union"])
+        return "a list"
+    return {"bool": "a boolean", "int": "an integer", "float": "a number", "str": "a string",
+            "null": "null", "dict": "an object"}.get(description, str(description))
 
 
-def _fits(value: Any, annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    if annotation is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        enum_type = _enum_in_union(annotation)
-        if enum_type is not None and isinstance(value, str):
-            return _fits(value, enum_type)
-        return any(_fits(value, a) for a in typing.get_args(annotation))
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if annotation is type(None):
-        return value is None
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return value in {m.value for m in annotation}
-    if annotation is bool:
+def _fits(value: Any, description: Any) -> bool:
+    if isinstance(description, dict):
+        if "enum" in description:
+            return value in description["enum"]
+        if "literal" in description:
+            return value in description["literal"]
+        if "union" in description:
+            enum_values = _enum_values(description)
+            if enum_values is not None and isinstance(value, str):
+                return value in enum_values
+            return any(_fits(value, member) for member in description["union"])
+        return isinstance(value, list) and all(_fits(v, description["list"]) for v in value)
+    if description == "bool":
         return isinstance(value, bool)
-    if annotation is int:
+    if description == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
+    if description == "float":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
+    if description == "str":
         return isinstance(value, str)
-    if (origin or annotation) in (list, tuple):
-        args = typing.get_args(annotation)
-        return isinstance(value, list) and all(_fits(v, args[0]) for v in value) if args \
-            else isinstance(value, list)
-    if (origin or annotation) is dict:
+    if description == "null":
+        return value is None
+    if description == "dict":
         return isinstance(value, dict)
-    return True  # an annotation we do not model: let TrainingArguments judge it at run time
+    return True
 
 
 def check_training_arguments(training: dict[str, Any]) -> dict[str, Any]:
