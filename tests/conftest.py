@@ -158,7 +158,8 @@ OPERATOR_ENV = {
 
 @pytest.fixture(scope="session")
 def operator(cluster, crd):
-    """The operator in this process (kopf.testing.KopfRunner), watching all namespaces."""
+    """The operator in this process (kopf.testing.KopfRunner), watching the tests'
+    namespaces."""
     import kubernetes.config.kube_config
     from kopf.testing import KopfRunner
 
@@ -166,7 +167,8 @@ def operator(cluster, crd):
     os.environ.update(OPERATOR_ENV, KUBECONFIG=str(cluster.kubeconfig))
     # The client library reads $KUBECONFIG once, when it is first imported.
     kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
-    runner = KopfRunner(["run", "--standalone", "--all-namespaces", "-m",
+    # Test namespaces only ("t-..."): the chaos test runs operators of its own elsewhere.
+    runner = KopfRunner(["run", "--standalone", "--namespace", "t-*", "-m",
                          "ftjob.controller.handlers", "--liveness",
                          f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz"], timeout=60)
     with runner:
