@@ -63,13 +63,15 @@ def _slim(body: kopf.Body) -> dict:
             "status": json.loads(json.dumps(dict(body.status)))}
 
 
+# Index and event functions are async: they never block, and kopf would otherwise hop to a
+# worker thread for every pod event.
 @kopf.index("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "ftjob"})
-def attempt_jobs(namespace, labels, body, **_):
+async def attempt_jobs(namespace, labels, body, **_):
     return {(namespace, labels.get(JOB_NAME_LABEL)): _slim(body)}
 
 
 @kopf.index("", "v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
-def attempt_pods(namespace, labels, body, **_):
+async def attempt_pods(namespace, labels, body, **_):
     return {(namespace, labels.get(JOB_NAME_LABEL)): _slim(body)}
 
 
@@ -88,7 +90,7 @@ def _reconcile(body, attempt_jobs: kopf.Index, attempt_pods: kopf.Index) -> None
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def phase_seen(type, body, **_):
+async def phase_seen(type, body, **_):
     metrics.observe_phase(body.metadata.uid, body.status.get("phase"),
                           deleted=type == "DELETED")
 

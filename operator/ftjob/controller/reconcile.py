@@ -34,34 +34,58 @@ def parse(body: dict, defaults: manifests.Defaults):
         return None, str(error)
 
 
+def _decide(body: dict, attempt_jobs, pods, defaults, restart_backoff_seconds, now):
+    metadata = body["metadata"]
+    job, spec_error = parse(body, defaults)
+    status = dict(body.get("status") or {})
+    observed = Observed(
+        name=metadata["name"], generation=metadata.get("generation", 1), status=status,
+        now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
+        job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
+        restart_backoff_seconds=restart_backoff_seconds)
+    return decide(observed), status
+
+
+def _announce(body: dict, plan: Plan, old_status: dict) -> None:
+    metadata = body["metadata"]
+    if plan.status.get("phase") != old_status.get("phase"):
+        logger.info("FineTuneJob %s/%s is %s: %s", metadata["namespace"], metadata["name"],
+                    plan.status.get("phase"), plan.status.get("message"))
+    for event in plan.events:
+        kube.post_event(body, *event)
+
+
 def _operator_owned(status: dict) -> dict:
     return {key: value for key, value in (status or {}).items() if key not in TRAINER_OWNED}
+
+
+CONFLICT_RETRIES = 3
 
 
 def reconcile(body: dict, attempt_jobs: list[dict], pods: list[dict],
               defaults: manifests.Defaults, restart_backoff_seconds: float = 10,
               now: datetime | None = None) -> Plan | None:
-    """Returns the plan carried out, or None when the status changed underneath us (the
-    next reconcile decides again)."""
+    """Returns the plan carried out, or None when the object is gone or kept changing
+    underneath us (the next reconcile decides again)."""
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     with _locks[uid]:
-        job, spec_error = parse(body, defaults)
-        status = dict(body.get("status") or {})
-        observed = Observed(
-            name=name, generation=metadata.get("generation", 1), status=status,
-            now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
-            job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
-            restart_backoff_seconds=restart_backoff_seconds)
-        plan = decide(observed)
-        if plan.status != _operator_owned(status):
-            if not kube.patch_status(namespace, name, metadata["resourceVersion"], plan.status):
+        for _ in range(CONFLICT_RETRIES):
+            plan, status = _decide(body, attempt_jobs, pods, defaults, restart_backoff_seconds,
+                                   now)
+            if plan.status == _operator_owned(status):
+                break
+            if kube.patch_status(namespace, name, body["metadata"]["resourceVersion"],
+                                 plan.status):
+                _announce(body, plan, status)
+                break
+            # The trainer or kopf changed the object since it was read: decide again on a
+            # fresh copy now rather than a timer tick later.
+            body = kube.get_finetunejob(namespace, name)
+            if body is None or body["metadata"]["uid"] != uid:
                 return None
-            if plan.status.get("phase") != status.get("phase"):
-                logger.info("FineTuneJob %s/%s is %s: %s", namespace, name,
-                            plan.status.get("phase"), plan.status.get("message"))
-            for event in plan.events:
-                kube.post_event(body, *event)
+        else:
+            return None
         if plan.delete_self:
             logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
                         namespace, name)
@@ -69,6 +93,8 @@ def reconcile(body: dict, attempt_jobs: list[dict], pods: list[dict],
             return plan
         for job_name in plan.delete_jobs:
             kube.delete_job(namespace, job_name)
+        job, _ = parse(body, defaults)
+        status = body.get("status") or {}
         if plan.create_attempt and job is not None:
             for manifest in manifests.build_all(job, uid, defaults):
                 kube.create_or_adopt(manifest)
