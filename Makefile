@@ -26,6 +26,7 @@ bench-trainer: install
 
 crd:
 	ftjob crd > crds/finetunejobs.ftjob.dev.yaml
+	cp crds/finetunejobs.ftjob.dev.yaml charts/ftjob/files/
 
 # The TrainingArguments table spec validation reads (so the operator needs no transformers);
 # a test fails when it differs from the installed transformers.

@@ -166,7 +166,7 @@ def main() -> None:
           f"{floor_requests / jobs:.1f} API requests per job (all clients)")
     print(f"  operator:                           {result['seconds']:.1f} s, "
           f"{result['requests'] / jobs:.1f} API requests per job (all clients), "
-          f"{result['writes'] / jobs:.1f} operator writes per job")
+          f"{result['writes'] / jobs:.1f} operator API calls per job")
     print(f"  ratio operator/floor: {result['seconds'] / floor_seconds:.2f}  (target <= 1.2)")
     print(f"  operator: RSS {result['rss']:.0f} MiB, CPU {result['cpu']:.1f} s "
           f"({result['cpu'] / result['seconds']:.2f} cores while creating)")

@@ -117,4 +117,13 @@ echo "etcd=$cache/etcd-$ETCD_VERSION/etcd"
 
 build_into kwok "$KWOK_VERSION" "" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 build_into kwokctl "$KWOK_VERSION" "" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
-build_into helm "$HELM_VERSION" "-X=helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+# Helm's release build stamps its version and the Kubernetes version it assumes when it does
+# not ask a cluster (helm template/lint); without them it claims v1.20.
+helm_mod=$(go env GOMODCACHE)/cache/download/helm.sh/helm/v3/@v/$HELM_VERSION.mod
+[[ -f "$helm_mod" ]] || go mod download -json "helm.sh/helm/v3@$HELM_VERSION" >/dev/null
+helm_kube_minor=$(awk '$1 == "k8s.io/client-go" {split($2, v, "."); print v[2]}' "$helm_mod")
+helm_ldflags="-X=helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  helm_ldflags+=" -X=$pkg.k8sVersionMajor=1 -X=$pkg.k8sVersionMinor=$helm_kube_minor"
+done
+build_into helm "$HELM_VERSION" "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"

@@ -50,7 +50,7 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.peering.mandatory = False
     # Our own Events say what happened; kopf's per-handler ones would only repeat it.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = int(os.environ.get("FTJOB_WORKERS", "16"))
+    settings.execution.max_workers = int(os.environ.get("FTJOB_WORKERS", "32"))
     port = metrics.serve(int(os.environ.get("FTJOB_METRICS_PORT", "9090")))
     logging.getLogger(__name__).info("Serving metrics on port %d", port)
 
