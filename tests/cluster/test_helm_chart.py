@@ -1,0 +1,223 @@
+"""The Helm chart against the real control plane: lint, server-side dry runs of every mode,
+schema errors, an install under Pod Security `restricted`, least-privilege RBAC checked with
+`kubectl auth can-i` and by running the operator on the chart's own ServiceAccount token,
+upgrade and uninstall."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import OPERATOR_ENV, REPO
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.cluster
+
+CHART = REPO / "charts/ftjob"
+
+
+def helm(cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([cluster.binaries["helm"], "--kubeconfig", str(cluster.kubeconfig),
+                             *args], capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def restricted_namespace(cluster, name: str) -> str:
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    return name
+
+
+def test_chart_files_crd_is_the_generated_one():
+    assert (CHART / "files/finetunejobs.ftjob.dev.yaml").read_text() == \
+        (REPO / "crds/finetunejobs.ftjob.dev.yaml").read_text(), "run `make crd`"
+
+
+def test_lint_and_server_side_dry_run_of_every_mode(cluster, crd):
+    helm(cluster, "lint", str(CHART), "--strict")
+    for namespace in ("team-a", "team-b", "ftjob-system"):
+        cluster.kubectl("create", "namespace", namespace, check=False)
+    modes = {"cluster": [],
+             "namespaced": ["--set", "watch.mode=namespaces",
+                            "--set", "watch.namespaces={team-a,team-b}"],
+             "defaults": ["--set", "defaults.checkpointUri=s3://ckpt/models",
+                          "--set", "defaults.credentialsSecret=s3", "--set",
+                          "metrics.service.enabled=false"]}
+    for mode, values in modes.items():
+        rendered = helm(cluster, "template", "ftjob", str(CHART), "-n", "ftjob-system",
+                        *values).stdout
+        dry_run = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered,
+                                  check=False)
+        problems = [line for line in dry_run.stderr.splitlines()
+                    if line and not line.startswith("Warning:")]
+        assert not problems, (mode, problems)
+
+
+@pytest.mark.parametrize("values, message", [
+    (["--set", "bogus=1"], "additional properties 'bogus' not allowed"),
+    (["--set", "watch.mode=namespaces"], "minItems"),
+    (["--set", "watch.mode=everywhere"], "watch/mode"),
+    (["--set", "image.tag=latest"], "image/tag"),
+    (["--set", "defaults.checkpointUri=bucket-without-scheme"], "checkpointUri"),
+])
+def test_bad_values_are_refused_by_the_schema(cluster, values, message):
+    result = helm(cluster, "template", "ftjob", str(CHART), *values, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def rbac_rules(rendered: str) -> list[dict]:
+    return [rule for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] in
+            ("ClusterRole", "Role") for rule in doc["rules"]]
+
+
+def test_rbac_has_no_wildcards_and_no_secrets(cluster):
+    rendered = helm(cluster, "template", "ftjob", str(CHART), "--set", "replicaCount=2").stdout
+    for rule in rbac_rules(rendered):
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        assert "*" not in rule.get("apiGroups", []), rule
+        assert "secrets" not in rule["resources"], rule
+
+
+@pytest.fixture
+def release(cluster, crd):
+    namespace = restricted_namespace(cluster, f"t-ftjob-system-{os.getpid()}")
+    helm(cluster, "install", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
+         "120s", "--set", "crds.enabled=false", "--set", "image.repository=registry.example/op",
+         "--set", "defaults.checkpointUri=s3://ftjob-test/checkpoints",
+         "--set", "defaults.credentialsSecret=storage-credentials")
+    yield namespace
+    helm(cluster, "uninstall", "ftjob", "-n", namespace, "--wait", check=False)
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_install_under_pod_security_restricted_and_least_privilege(cluster, release, tmp_path):
+    namespace = release
+    deployment = json.loads(cluster.kubectl("get", "deployment", "ftjob", "-n", namespace,
+                                            "-o", "json").stdout)
+    assert deployment["status"].get("readyReplicas") == 1  # the pod was admitted and runs
+    service_account = f"system:serviceaccount:{namespace}:ftjob"
+
+    def can(*args: str) -> bool:
+        return cluster.kubectl("auth", "can-i", *args, f"--as={service_account}",
+                               check=False).stdout.strip() == "yes"
+
+    assert can("create", "jobs.batch", "-n", "default")
+    assert can("patch", "finetunejobs.ftjob.dev/status", "-n", "default")
+    assert can("create", "roles.rbac.authorization.k8s.io", "-n", "default")
+    assert not can("get", "secrets", "-n", "default")
+    assert not can("list", "secrets", "-n", namespace)
+    assert not can("create", "deployments.apps", "-n", "default")
+    assert not can("delete", "pods", "-n", "default")
+    assert not can("create", "clusterroles.rbac.authorization.k8s.io")
+
+    # The operator, on the chart's ServiceAccount token, runs a job in a restricted
+    # namespace to completion (KWOK plays the pods): its RBAC is sufficient.
+    jobs_namespace = restricted_namespace(cluster, f"rbac-jobs-{os.getpid()}")
+    token = cluster.kubectl("create", "token", "ftjob", "-n", namespace).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "c", "cluster": server}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "c", "user": "operator"}}]}))
+    log = tmp_path / "operator.log"
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "-m",
+         "ftjob.controller.handlers"],
+        env={**os.environ, **OPERATOR_ENV, "FTJOB_METRICS_PORT": "0",
+             "KUBECONFIG": str(kubeconfig)},
+        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        from tests.operator.test_operator import finetunejob
+
+        cluster.apply(finetunejob("rbac", {"sim.ftjob.dev/run-for": "2s"}),
+                      namespace=jobs_namespace)
+
+        def phase():
+            status = json.loads(cluster.kubectl("get", "finetunejob", "rbac", "-n",
+                                                jobs_namespace, "-o", "json").stdout)
+            return status.get("status", {}).get("phase") == "Succeeded"
+
+        eventually(phase, timeout=90, what=f"the job to succeed; operator log:\n"
+                   f"{log.read_text()[-3000:] if log.exists() else ''}")
+        pods = json.loads(cluster.kubectl("get", "pods", "-n", jobs_namespace, "-o",
+                                          "json").stdout)["items"]
+        assert len(pods) == 2  # admitted under `restricted`
+        forbidden = [line for line in log.read_text().splitlines() if "Forbidden" in line]
+        assert not forbidden, forbidden[:3]
+    finally:
+        os.killpg(operator.pid, 9)
+        operator.wait()
+        cluster.kubectl("delete", "namespace", jobs_namespace, "--wait=false")
+
+
+def test_upgrade_and_uninstall_keep_the_crd_and_the_jobs(cluster, tmp_path):
+    namespace = restricted_namespace(cluster, f"t-ftjob-upgrade-{os.getpid()}")
+    # The session's CRD was applied with kubectl: hand it to the release the way a cluster
+    # admin adopts existing objects into Helm.
+    crd_name = "crd/finetunejobs.ftjob.dev"
+    cluster.kubectl("label", crd_name, "--overwrite", "app.kubernetes.io/managed-by=Helm")
+    cluster.kubectl("annotate", crd_name, "--overwrite", "meta.helm.sh/release-name=ftjob",
+                    f"meta.helm.sh/release-namespace={namespace}")
+    helm(cluster, "install", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
+         "120s")
+    assert json.loads(cluster.kubectl("get", crd_name, "-o", "json").stdout)["metadata"][
+        "annotations"]["helm.sh/resource-policy"] == "keep"
+    cluster.apply({"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+                   "metadata": {"name": "kept"},
+                   "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "t.csv"}},
+                            "checkpoints": {"uri": "s3://b/kept"},
+                            "runPolicy": {"suspend": True}}}, namespace=namespace)
+    before = json.loads(cluster.kubectl("get", "deployment", "ftjob", "-n", namespace, "-o",
+                                        "json").stdout)
+    helm(cluster, "upgrade", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
+         "120s", "--reuse-values", "--set", "defaults.queueName=team-a")
+    defaults = json.loads(cluster.kubectl("get", "configmap", "ftjob-defaults", "-n",
+                                          namespace, "-o", "json").stdout)["data"]
+    assert defaults["FTJOB_QUEUE_NAME"] == "team-a"
+    after = json.loads(cluster.kubectl("get", "deployment", "ftjob", "-n", namespace, "-o",
+                                       "json").stdout)
+    checksum = "checksum/defaults"
+    assert after["spec"]["template"]["metadata"]["annotations"][checksum] != \
+        before["spec"]["template"]["metadata"]["annotations"][checksum]  # pods roll
+    helm(cluster, "uninstall", "ftjob", "-n", namespace, "--wait")
+    assert cluster.kubectl("get", "deployment", "ftjob", "-n", namespace,
+                           check=False).returncode != 0
+    assert cluster.kubectl("get", "crd", "finetunejobs.ftjob.dev", check=False).returncode == 0
+    assert cluster.kubectl("get", "finetunejob", "kept", "-n", namespace,
+                           check=False).returncode == 0
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_dockerfiles_are_pinned_non_root_and_match_pyproject():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for path in (REPO / "Dockerfile", REPO / "trainer_image/Dockerfile"):
+        text = path.read_text()
+        bases = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+        assert bases, path
+        for base in bases:
+            image = base.split(" AS ")[0]
+            assert ":" in image and not image.endswith(":latest"), (path, base)
+        users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+        assert users and users[-1] not in ("root", "0"), path
+        assert f"FTJOB_VERSION={project['version']}" in text, path
+    trainer = (REPO / "trainer_image/Dockerfile").read_text()
+    extras = project["optional-dependencies"]["trainer"]
+    for requirement in extras:
+        assert requirement.split(">")[0].split("<")[0].split("=")[0] in trainer, requirement
+    assert "DS_BUILD_OPS=1" in trainer
+    operator = (REPO / "Dockerfile").read_text()
+    assert "[operator]" in operator and "[trainer]" not in operator
+    assert Path(REPO / ".dockerignore").exists()
