@@ -1,0 +1,27 @@
+# The ftjob operator: kopf and the ftjob package, nothing of the trainer (no torch).
+# Build: docker build -t ghcr.io/ftjob/operator:0.1.0 .
+FROM python:3.11.10-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+COPY trainer_image/ftjob_trainer ./trainer_image/ftjob_trainer
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11.10-slim-bookworm
+ARG FTJOB_VERSION=0.1.0
+ENV FTJOB_VERSION=${FTJOB_VERSION} \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1
+COPY --from=build /wheels /wheels
+# Versions pinned as tested; the ranges in pyproject.toml allow them.
+RUN pip install "/wheels/ftjob-${FTJOB_VERSION}-py3-none-any.whl[operator]" \
+        kopf==1.45.2 kubernetes==37.0.1 prometheus-client==0.26.0 pydantic==2.14.3 \
+        pyyaml==6.0.3 \
+    && rm -rf /wheels \
+    && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin ftjob
+USER 10001:10001
+EXPOSE 8080 9090
+ENTRYPOINT ["kopf"]
+CMD ["run", "-m", "ftjob.controller.handlers", "--all-namespaces", \
+     "--liveness=http://0.0.0.0:8080/healthz", "--log-format=json"]
