@@ -65,22 +65,20 @@ def _call(verb: str, function, *args, **kwargs):
     return result
 
 
-_CREATE = {
-    "ConfigMap": lambda api: client.CoreV1Api(api).create_namespaced_config_map,
-    "Service": lambda api: client.CoreV1Api(api).create_namespaced_service,
-    "ServiceAccount": lambda api: client.CoreV1Api(api).create_namespaced_service_account,
-    "Role": lambda api: client.RbacAuthorizationV1Api(api).create_namespaced_role,
-    "RoleBinding": lambda api: client.RbacAuthorizationV1Api(api).create_namespaced_role_binding,
-    "Job": lambda api: client.BatchV1Api(api).create_namespaced_job,
+# kind -> (API class, the suffix of its create_namespaced_*/read_namespaced_* methods)
+_KINDS = {
+    "ConfigMap": (client.CoreV1Api, "config_map"),
+    "Service": (client.CoreV1Api, "service"),
+    "ServiceAccount": (client.CoreV1Api, "service_account"),
+    "Role": (client.RbacAuthorizationV1Api, "role"),
+    "RoleBinding": (client.RbacAuthorizationV1Api, "role_binding"),
+    "Job": (client.BatchV1Api, "job"),
 }
-_READ = {
-    "ConfigMap": lambda api: client.CoreV1Api(api).read_namespaced_config_map,
-    "Service": lambda api: client.CoreV1Api(api).read_namespaced_service,
-    "ServiceAccount": lambda api: client.CoreV1Api(api).read_namespaced_service_account,
-    "Role": lambda api: client.RbacAuthorizationV1Api(api).read_namespaced_role,
-    "RoleBinding": lambda api: client.RbacAuthorizationV1Api(api).read_namespaced_role_binding,
-    "Job": lambda api: client.BatchV1Api(api).read_namespaced_job,
-}
+
+
+def _method(kind: str, verb: str):
+    api_class, suffix = _KINDS[kind]
+    return getattr(api_class(api_client()), f"{verb}_namespaced_{suffix}")
 
 
 class OwnedByAnother(RuntimeError):
@@ -90,16 +88,15 @@ class OwnedByAnother(RuntimeError):
 def create_or_adopt(manifest: dict) -> bool:
     """Creates `manifest`; if it already exists and is ours (same owner uid), that is the
     same object created by an earlier reconcile. Returns True when it was created now."""
-    api = api_client()
     kind = manifest["kind"]
     namespace = manifest["metadata"]["namespace"]
     try:
-        _call("create", _CREATE[kind](api), namespace, manifest)
+        _call("create", _method(kind, "create"), namespace, manifest)
         return True
     except ApiException as error:
         if error.status != 409:
             raise
-    existing = json.loads(_call("get", _READ[kind](api), manifest["metadata"]["name"],
+    existing = json.loads(_call("get", _method(kind, "read"), manifest["metadata"]["name"],
                                 namespace))
     owners = {ref["uid"] for ref in existing["metadata"].get("ownerReferences", [])}
     wanted = {ref["uid"] for ref in manifest["metadata"]["ownerReferences"]}
