@@ -7,33 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from tests.conftest import OPERATOR_ENV, REPO
+from tests.support.helm import CHART, helm, restricted_namespace
+from tests.support.operator import OperatorProcess, service_account_kubeconfig
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.cluster
-
-CHART = REPO / "charts/ftjob"
-
-
-def helm(cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([cluster.binaries["helm"], "--kubeconfig", str(cluster.kubeconfig),
-                             *args], capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def restricted_namespace(cluster, name: str) -> str:
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
-    return name
-
 
 def test_chart_files_crd_is_the_generated_one():
     assert (CHART / "files/finetunejobs.ftjob.dev.yaml").read_text() == \
@@ -120,22 +103,10 @@ def test_install_under_pod_security_restricted_and_least_privilege(cluster, rele
     # The operator, on the chart's ServiceAccount token, runs a job in a restricted
     # namespace to completion (KWOK plays the pods): its RBAC is sufficient.
     jobs_namespace = restricted_namespace(cluster, f"rbac-jobs-{os.getpid()}")
-    token = cluster.kubectl("create", "token", "ftjob", "-n", namespace).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = admin["clusters"][0]["cluster"]
-    kubeconfig = tmp_path / "operator.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
-        "clusters": [{"name": "c", "cluster": server}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "c", "user": "operator"}}]}))
-    log = tmp_path / "operator.log"
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", "-m",
-         "ftjob.controller.handlers"],
-        env={**os.environ, **OPERATOR_ENV, "FTJOB_METRICS_PORT": "0",
-             "KUBECONFIG": str(kubeconfig)},
-        stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+    kubeconfig = service_account_kubeconfig(cluster, namespace, "ftjob",
+                                            tmp_path / "operator.kubeconfig")
+    operator = OperatorProcess(kubeconfig, jobs_namespace, tmp_path / "operator.log",
+                               OPERATOR_ENV).start()
     try:
         from tests.operator.test_operator import finetunejob
 
@@ -147,16 +118,17 @@ def test_install_under_pod_security_restricted_and_least_privilege(cluster, rele
                                                 jobs_namespace, "-o", "json").stdout)
             return status.get("status", {}).get("phase") == "Succeeded"
 
-        eventually(phase, timeout=90, what=f"the job to succeed; operator log:\n"
-                   f"{log.read_text()[-3000:] if log.exists() else ''}")
+        try:
+            eventually(phase, timeout=90, what="the job to succeed")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\noperator log:\n{operator.log()[-3000:]}") from None
         pods = json.loads(cluster.kubectl("get", "pods", "-n", jobs_namespace, "-o",
                                           "json").stdout)["items"]
         assert len(pods) == 2  # admitted under `restricted`
-        forbidden = [line for line in log.read_text().splitlines() if "Forbidden" in line]
+        forbidden = [line for line in operator.log().splitlines() if "Forbidden" in line]
         assert not forbidden, forbidden[:3]
     finally:
-        os.killpg(operator.pid, 9)
-        operator.wait()
+        operator.kill()
         cluster.kubectl("delete", "namespace", jobs_namespace, "--wait=false")
 
 

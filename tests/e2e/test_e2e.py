@@ -7,7 +7,6 @@ status recorded."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import signal
@@ -16,36 +15,9 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES
-from tests.e2e.kubelet import LocalKubelet
-from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
-
-
-@pytest.fixture
-def kubelet(cluster, tmp_path):
-    stand_in = LocalKubelet(cluster.kubeconfig, tmp_path / "kubelet", extra_env={
-        "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-        "FTJOB_STATUS_INTERVAL": "1", "PYTHONUNBUFFERED": "1"}).start()
-    yield stand_in
-    stand_in.stop()
-    for container in stand_in.containers.values():  # shown when a test fails
-        print(f"--- {container.pod} (exit {container.process.returncode})\n"
-              f"{container.log.read_text(errors='replace')[-4000:]}")
-
-
-@pytest.fixture
-def storage(cluster, namespace, seaweedfs):
-    """The bucket and the Secret the operator's default credentialsSecret names."""
-    seaweedfs.create_bucket("e2e")
-    secret = {"apiVersion": "v1", "kind": "Secret",
-              "metadata": {"name": "storage-credentials"},
-              "data": {key: base64.b64encode(value.encode()).decode() for key, value in
-                       {"AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                        "AWS_SECRET_ACCESS_KEY": SECRET_KEY}.items()}}
-    cluster.apply(secret, namespace=namespace)
-    return seaweedfs
 
 
 def cluster_job(name: str, namespace: str, model_path: str, endpoint: str,

@@ -7,9 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,33 +15,13 @@ from kubernetes import client, config, watch
 
 from tests.conftest import OPERATOR_ENV
 from tests.operator.test_operator import finetunejob
+from tests.support.operator import OperatorProcess
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 JOBS = 20
 KILLS = 5
-
-
-class OperatorProcess:
-    """`kopf run` as its own process, so it can be killed like a crashed pod."""
-
-    def __init__(self, cluster, namespace, log_path):
-        self.command = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace",
-                        namespace, "-m", "ftjob.controller.handlers"]
-        self.env = {**os.environ, **OPERATOR_ENV, "FTJOB_METRICS_PORT": "0",
-                    "KUBECONFIG": str(cluster.kubeconfig)}
-        self.log = open(log_path, "a")
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 def test_operator_killed_repeatedly_while_creating_jobs(cluster, crd, tmp_path):
@@ -73,7 +50,8 @@ def test_operator_killed_repeatedly_while_creating_jobs(cluster, crd, tmp_path):
 
     watcher = threading.Thread(target=count_job_creations, daemon=True)
     watcher.start()
-    operator = OperatorProcess(cluster, namespace, tmp_path / "operator.log")
+    operator = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log",
+                               OPERATOR_ENV)
     rng = random.Random(int(os.environ.get("FTJOB_CHAOS_SEED", "7")))
     names = [f"chaos-{index}" for index in range(JOBS)]
 
@@ -107,7 +85,6 @@ def test_operator_killed_repeatedly_while_creating_jobs(cluster, crd, tmp_path):
     finally:
         stop.set()
         operator.kill()
-        operator.log.close()
     assert {name: status["attempt"] for name, status in final.items()} == \
         {name: 1 for name in names}, "a job needed more than one attempt"
     assert {name: status["restarts"] for name, status in final.items()} == \
