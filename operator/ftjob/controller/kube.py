@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from kubernetes import client, config
@@ -17,6 +18,8 @@ from .. import GROUP, PLURAL, VERSION
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _api: client.ApiClient | None = None
+# Independent calls of one reconcile go out together, and Events leave the critical path.
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ftjob-api")
 
 
 def api_client() -> client.ApiClient:
@@ -106,6 +109,11 @@ def create_or_adopt(manifest: dict) -> bool:
     return False
 
 
+def create_all(manifests: list[dict]) -> list[bool]:
+    """create_or_adopt for objects that do not depend on each other, concurrently."""
+    return list(_pool.map(create_or_adopt, manifests))
+
+
 def delete_job(namespace: str, name: str) -> None:
     """Background propagation: the pods get SIGTERM (and save) while the Job goes at once."""
     try:
@@ -153,7 +161,12 @@ def delete_finetunejob(namespace: str, name: str) -> None:
 
 
 def post_event(owner: dict, event_type: str, reason: str, message: str) -> None:
-    """A core/v1 Event on the FineTuneJob, as `kubectl describe` shows them."""
+    """A core/v1 Event on the FineTuneJob, as `kubectl describe` shows them; sent in the
+    background (nothing waits for it)."""
+    _pool.submit(_post_event, owner, event_type, reason, message)
+
+
+def _post_event(owner: dict, event_type: str, reason: str, message: str) -> None:
     metadata = owner["metadata"]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     event = {

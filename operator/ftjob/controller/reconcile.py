@@ -67,39 +67,55 @@ def reconcile(body: dict, attempt_jobs: list[dict], pods: list[dict],
               now: datetime | None = None) -> Plan | None:
     """Returns the plan carried out, or None when the object is gone or kept changing
     underneath us (the next reconcile decides again)."""
+    if body["metadata"].get("deletionTimestamp"):
+        # Going away: garbage collection removes what it owns. Writing to it now would
+        # only race kopf's removal of its finalizer.
+        return None
+    lock = _locks[body["metadata"]["uid"]]
+    # A reconcile of this job is running: it does the same work, and waiting for it would
+    # only hold one of kopf's worker threads (with hundreds of jobs, all of them).
+    if not lock.acquire(blocking=False):
+        return None
+    try:
+        return _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_seconds,
+                                 now)
+    finally:
+        lock.release()
+
+
+def _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_seconds, now):
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
-    with _locks[uid]:
-        for _ in range(CONFLICT_RETRIES):
-            plan, status = _decide(body, attempt_jobs, pods, defaults, restart_backoff_seconds,
-                                   now)
-            if plan.status == _operator_owned(status):
-                break
-            if kube.patch_status(namespace, name, body["metadata"]["resourceVersion"],
-                                 plan.status):
-                _announce(body, plan, status)
-                break
-            # The trainer or kopf changed the object since it was read: decide again on a
-            # fresh copy now rather than a timer tick later.
-            body = kube.get_finetunejob(namespace, name)
-            if body is None or body["metadata"]["uid"] != uid:
-                return None
-        else:
+    for _ in range(CONFLICT_RETRIES):
+        plan, status = _decide(body, attempt_jobs, pods, defaults, restart_backoff_seconds,
+                               now)
+        if plan.status == _operator_owned(status):
+            break
+        if kube.patch_status(namespace, name, body["metadata"]["resourceVersion"],
+                             plan.status):
+            _announce(body, plan, status)
+            break
+        # The trainer or kopf changed the object since it was read: decide again on a
+        # fresh copy now rather than a timer tick later.
+        body = kube.get_finetunejob(namespace, name)
+        if body is None or body["metadata"]["uid"] != uid:
             return None
-        if plan.delete_self:
-            logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
-                        namespace, name)
-            kube.delete_finetunejob(namespace, name)
-            return plan
-        for job_name in plan.delete_jobs:
-            kube.delete_job(namespace, job_name)
-        job, _ = parse(body, defaults)
-        status = body.get("status") or {}
-        if plan.create_attempt and job is not None:
-            for manifest in manifests.build_all(job, uid, defaults):
-                kube.create_or_adopt(manifest)
-            resume = (status.get("checkpoint") or {}).get("uri")
-            attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
-            if kube.create_or_adopt(attempt):
-                logger.info("Created Job %s/%s", namespace, attempt["metadata"]["name"])
+    else:
+        return None
+    if plan.delete_self:
+        logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
+                    namespace, name)
+        kube.delete_finetunejob(namespace, name)
         return plan
+    for job_name in plan.delete_jobs:
+        kube.delete_job(namespace, job_name)
+    job, _ = parse(body, defaults)
+    status = body.get("status") or {}
+    if plan.create_attempt and job is not None:
+        # The Job last: its pods need the ServiceAccount to be admitted.
+        kube.create_all(manifests.build_all(job, uid, defaults))
+        resume = (status.get("checkpoint") or {}).get("uri")
+        attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
+        if kube.create_or_adopt(attempt):
+            logger.info("Created Job %s/%s", namespace, attempt["metadata"]["name"])
+    return plan
