@@ -18,6 +18,8 @@ from .failures import Failure, first_failure
 from .manifests import ATTEMPT_LABEL, Names
 
 TERMINAL = ("Succeeded", "Failed")
+# Status fields the trainer's status sink writes; the operator never decides them.
+TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output")
 CONDITION_TYPES = ("Running", "Restarting", "Suspended", "Succeeded", "Failed")
 
 
@@ -71,6 +73,16 @@ def _job_condition(job: dict, kind: str) -> dict | None:
     return None
 
 
+def operator_owned(status: dict | None) -> dict:
+    return {key: value for key, value in (status or {}).items() if key not in TRAINER_OWNED}
+
+
+def _unfinished(attempt_jobs: list[dict]) -> list[str]:
+    """Jobs that are not Complete: stopped once the FineTuneJob has finished, so no rank
+    keeps holding GPUs. A Complete one stays (its pods' logs are worth keeping)."""
+    return [j["metadata"]["name"] for j in attempt_jobs if not _job_condition(j, "Complete")]
+
+
 def _is_ready(pod: dict) -> bool:
     status = pod.get("status", {})
     return status.get("phase") == "Running" and any(
@@ -84,8 +96,7 @@ class _Builder:
     def __init__(self, observed: Observed):
         self.observed = observed
         old = observed.status or {}
-        self.status = {key: value for key, value in old.items()
-                       if key not in ("progress", "metrics", "checkpoint", "output")}
+        self.status = operator_owned(old)
         self.status["conditions"] = [dict(c) for c in old.get("conditions", [])]
         self.status["observedGeneration"] = observed.generation
         self.status.setdefault("attempt", 0)
@@ -126,10 +137,7 @@ class _Builder:
     def finish(self, phase: str, reason: str, message: str, event_type: str) -> Plan:
         self.status.setdefault("completionTime", timestamp(self.observed.now))
         self.phase(phase, reason, message, event_type)
-        # A finished attempt's Job stays (its pods' logs are worth keeping until the TTL);
-        # an unfinished one is stopped so no rank keeps holding GPUs.
-        self.plan.delete_jobs = [j["metadata"]["name"] for j in self.observed.attempt_jobs
-                                 if not _job_condition(j, "Complete")]
+        self.plan.delete_jobs = _unfinished(self.observed.attempt_jobs)
         return self.plan
 
 
@@ -151,8 +159,7 @@ def decide(observed: Observed) -> Plan:
     attempt = status["attempt"]
 
     if phase in TERMINAL:
-        b.plan.delete_jobs = [j["metadata"]["name"] for j in observed.attempt_jobs
-                              if not _job_condition(j, "Complete")]
+        b.plan.delete_jobs = _unfinished(observed.attempt_jobs)
         completed = parse_time(status.get("completionTime"))
         if policy.ttl_seconds_after_finished is not None and completed:
             expires = completed + timedelta(seconds=policy.ttl_seconds_after_finished)

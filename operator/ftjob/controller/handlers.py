@@ -18,7 +18,7 @@ import kopf
 from .. import GROUP, PLURAL, VERSION
 from . import metrics
 from .manifests import JOB_NAME_LABEL, Defaults
-from .reconcile import reconcile
+from .reconcile import forget, reconcile
 
 RECONCILE_INTERVAL = float(os.environ.get("FTJOB_RECONCILE_INTERVAL", "2"))
 RESTART_BACKOFF = float(os.environ.get("FTJOB_RESTART_BACKOFF_SECONDS", "10"))
@@ -93,6 +93,8 @@ def _reconcile(body, attempt_jobs: kopf.Index, attempt_pods: kopf.Index) -> None
 async def phase_seen(type, body, **_):
     metrics.observe_phase(body.metadata.uid, body.status.get("phase"),
                           deleted=type == "DELETED")
+    if type == "DELETED":
+        forget(body.metadata.uid)
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)

@@ -14,6 +14,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, PLURAL, VERSION
+from . import metrics
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -37,18 +38,6 @@ def api_client() -> client.ApiClient:
         return _api
 
 
-class Counter:
-    """API requests made, by verb, for the benchmark's requests-per-job figure."""
-
-    requests: dict[str, int] = {}
-    errors: dict[str, int] = {}
-
-    @classmethod
-    def count(cls, verb: str, failed: bool = False) -> None:
-        table = cls.errors if failed else cls.requests
-        table[verb] = table.get(verb, 0) + 1
-
-
 def _call(verb: str, function, *args, **kwargs):
     """Calls the API without turning the response into client model objects: at hundreds
     of jobs that deserialization, not the network, is what the operator spends CPU on."""
@@ -60,11 +49,11 @@ def _call(verb: str, function, *args, **kwargs):
         result = response.data
         response.release_conn()
     except ApiException as error:
-        Counter.count(verb)
+        metrics.API_REQUESTS.labels(verb).inc()
         if error.status not in (404, 409):
-            Counter.count(verb, failed=True)
+            metrics.API_ERRORS.labels(verb).inc()
         raise
-    Counter.count(verb)
+    metrics.API_REQUESTS.labels(verb).inc()
     return result
 
 

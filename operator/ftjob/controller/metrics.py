@@ -4,9 +4,7 @@ API requests and errors. Served on FTJOB_METRICS_PORT (default 9090) at /metrics
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-from . import kube
+from prometheus_client.core import GaugeMetricFamily
 
 PHASES = ("Pending", "Suspended", "Initializing", "Running", "Restarting", "Succeeded",
           "Failed")
@@ -16,11 +14,13 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RESTARTS = Counter("ftjob_restarts", "Attempts restarted, by the failure that caused them",
                    ["reason"])
+API_REQUESTS = Counter("ftjob_api_requests", "Kubernetes API calls", ["verb"])
+API_ERRORS = Counter("ftjob_api_errors", "Kubernetes API calls that failed (other than "
+                     "not-found and already-exists)", ["verb"])
 
 
-class _JobsAndRequests:
-    """Read at scrape time: the phase of every FineTuneJob the operator sees, and the API
-    request counts kept by the API module."""
+class _JobsByPhase:
+    """Read at scrape time: the phase of every FineTuneJob the operator sees."""
 
     def __init__(self):
         self.phases: dict[str, str] = {}
@@ -33,20 +33,9 @@ class _JobsAndRequests:
         for phase, count in counts.items():
             jobs.add_metric([phase], count)
         yield jobs
-        requests = CounterMetricFamily("ftjob_api_requests", "Kubernetes API writes",
-                                       labels=["verb"])
-        for verb, count in dict(kube.Counter.requests).items():
-            requests.add_metric([verb], count)
-        yield requests
-        errors = CounterMetricFamily("ftjob_api_errors", "Kubernetes API writes that failed "
-                                     "(other than not-found and already-exists)",
-                                     labels=["verb"])
-        for verb, count in dict(kube.Counter.errors).items():
-            errors.add_metric([verb], count)
-        yield errors
 
 
-JOBS = _JobsAndRequests()
+JOBS = _JobsByPhase()
 REGISTRY.register(JOBS)
 
 

@@ -10,13 +10,17 @@ from datetime import datetime, timezone
 
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
-from .decide import Observed, Plan, decide
+from .decide import Observed, Plan, decide, operator_owned
 
 logger = logging.getLogger(__name__)
-TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output")
 
 # kopf runs a job's timer and its change handlers concurrently; one decision at a time.
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+def forget(uid: str) -> None:
+    """The FineTuneJob is gone: drop its lock."""
+    _locks.pop(uid, None)
 
 
 def parse(body: dict, defaults: manifests.Defaults):
@@ -43,7 +47,7 @@ def _decide(body: dict, attempt_jobs, pods, defaults, restart_backoff_seconds, n
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
         job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
         restart_backoff_seconds=restart_backoff_seconds)
-    return decide(observed), status
+    return decide(observed), status, job
 
 
 def _announce(body: dict, plan: Plan, old_status: dict) -> None:
@@ -53,10 +57,6 @@ def _announce(body: dict, plan: Plan, old_status: dict) -> None:
                     plan.status.get("phase"), plan.status.get("message"))
     for event in plan.events:
         kube.post_event(body, *event)
-
-
-def _operator_owned(status: dict) -> dict:
-    return {key: value for key, value in (status or {}).items() if key not in TRAINER_OWNED}
 
 
 CONFLICT_RETRIES = 3
@@ -87,9 +87,9 @@ def _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_second
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     for _ in range(CONFLICT_RETRIES):
-        plan, status = _decide(body, attempt_jobs, pods, defaults, restart_backoff_seconds,
-                               now)
-        if plan.status == _operator_owned(status):
+        plan, status, job = _decide(body, attempt_jobs, pods, defaults,
+                                    restart_backoff_seconds, now)
+        if plan.status == operator_owned(status):
             break
         if kube.patch_status(namespace, name, body["metadata"]["resourceVersion"],
                              plan.status):
@@ -109,8 +109,6 @@ def _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_second
         return plan
     for job_name in plan.delete_jobs:
         kube.delete_job(namespace, job_name)
-    job, _ = parse(body, defaults)
-    status = body.get("status") or {}
     if plan.create_attempt and job is not None:
         # The Job last: its pods need the ServiceAccount to be admitted.
         kube.create_all(manifests.build_all(job, uid, defaults))
