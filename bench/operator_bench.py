@@ -12,7 +12,6 @@ overhead over the floor (target: at most 1.2).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -76,8 +75,7 @@ def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int) -> tuple[float
     cluster.kubectl("create", "namespace", namespace)
     owner = cluster.apply(finetunejob("owner", namespace), namespace=namespace)
     del owner
-    uid = json.loads(cluster.kubectl("get", "finetunejob", "owner", "-n", namespace, "-o",
-                                     "json").stdout)["metadata"]["uid"]
+    uid = cluster.get("finetunejob", "owner", "-n", namespace)["metadata"]["uid"]
     defaults = manifests.Defaults()
 
     def create(index: int) -> None:

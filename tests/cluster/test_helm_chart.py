@@ -5,7 +5,6 @@ upgrade and uninstall."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -82,8 +81,7 @@ def release(cluster, crd):
 
 def test_install_under_pod_security_restricted_and_least_privilege(cluster, release, tmp_path):
     namespace = release
-    deployment = json.loads(cluster.kubectl("get", "deployment", "ftjob", "-n", namespace,
-                                            "-o", "json").stdout)
+    deployment = cluster.get("deployment", "ftjob", "-n", namespace)
     assert deployment["status"].get("readyReplicas") == 1  # the pod was admitted and runs
     service_account = f"system:serviceaccount:{namespace}:ftjob"
 
@@ -114,16 +112,14 @@ def test_install_under_pod_security_restricted_and_least_privilege(cluster, rele
                       namespace=jobs_namespace)
 
         def phase():
-            status = json.loads(cluster.kubectl("get", "finetunejob", "rbac", "-n",
-                                                jobs_namespace, "-o", "json").stdout)
+            status = cluster.get("finetunejob", "rbac", "-n", jobs_namespace)
             return status.get("status", {}).get("phase") == "Succeeded"
 
         try:
             eventually(phase, timeout=90, what="the job to succeed")
         except AssertionError as error:
             raise AssertionError(f"{error}\noperator log:\n{operator.log()[-3000:]}") from None
-        pods = json.loads(cluster.kubectl("get", "pods", "-n", jobs_namespace, "-o",
-                                          "json").stdout)["items"]
+        pods = cluster.get("pods", "-n", jobs_namespace)["items"]
         assert len(pods) == 2  # admitted under `restricted`
         forbidden = [line for line in operator.log().splitlines() if "Forbidden" in line]
         assert not forbidden, forbidden[:3]
@@ -142,22 +138,19 @@ def test_upgrade_and_uninstall_keep_the_crd_and_the_jobs(cluster, tmp_path):
                     f"meta.helm.sh/release-namespace={namespace}")
     helm(cluster, "install", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
          "120s")
-    assert json.loads(cluster.kubectl("get", crd_name, "-o", "json").stdout)["metadata"][
+    assert cluster.get(crd_name)["metadata"][
         "annotations"]["helm.sh/resource-policy"] == "keep"
     cluster.apply({"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
                    "metadata": {"name": "kept"},
                    "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "t.csv"}},
                             "checkpoints": {"uri": "s3://b/kept"},
                             "runPolicy": {"suspend": True}}}, namespace=namespace)
-    before = json.loads(cluster.kubectl("get", "deployment", "ftjob", "-n", namespace, "-o",
-                                        "json").stdout)
+    before = cluster.get("deployment", "ftjob", "-n", namespace)
     helm(cluster, "upgrade", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
          "120s", "--reuse-values", "--set", "defaults.queueName=team-a")
-    defaults = json.loads(cluster.kubectl("get", "configmap", "ftjob-defaults", "-n",
-                                          namespace, "-o", "json").stdout)["data"]
+    defaults = cluster.get("configmap", "ftjob-defaults", "-n", namespace)["data"]
     assert defaults["FTJOB_QUEUE_NAME"] == "team-a"
-    after = json.loads(cluster.kubectl("get", "deployment", "ftjob", "-n", namespace, "-o",
-                                       "json").stdout)
+    after = cluster.get("deployment", "ftjob", "-n", namespace)
     checksum = "checksum/defaults"
     assert after["spec"]["template"]["metadata"]["annotations"][checksum] != \
         before["spec"]["template"]["metadata"]["annotations"][checksum]  # pods roll

@@ -19,10 +19,6 @@ pytestmark = pytest.mark.cluster
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def get(cluster, *args: str) -> dict:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
 def apply(cluster, namespace: str, *objects: dict):
     return cluster.apply(*objects, namespace=namespace, check=False)
 
@@ -44,7 +40,7 @@ def gpu_job(name: str, pods: int, gpus: int, annotations: dict) -> dict:
 
 
 def pods_of(cluster, namespace: str, job: str) -> list[dict]:
-    return get(cluster, "pods", "-n", namespace, "-l", f"job-name={job}")["items"]
+    return cluster.get("pods", "-n", namespace, "-l", f"job-name={job}")["items"]
 
 
 def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, namespace):
@@ -73,7 +69,7 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
     rejected = apply(cluster, namespace, unknown_field)
     assert rejected.returncode != 0 and "modle" in rejected.stderr
     names = [item["metadata"]["name"]
-             for item in get(cluster, "finetunejobs", "-n", namespace)["items"]]
+             for item in cluster.get("finetunejobs", "-n", namespace)["items"]]
     assert names == [quickstart["metadata"]["name"]]
 
     def patch(spec: dict):
@@ -90,9 +86,9 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
 def test_indexed_gpu_job_is_scheduled_on_gpu_nodes_and_completed_by_stages(cluster, namespace):
     apply(cluster, namespace, gpu_job("train", pods=2, gpus=8,
                                       annotations={"sim.ftjob.dev/run-for": "2s"}))
-    eventually(lambda: get(cluster, "job", "train", "-n", namespace)["status"].get("succeeded")
+    eventually(lambda: cluster.get("job", "train", "-n", namespace)["status"].get("succeeded")
                == 2, timeout=60, what="both pods of the Job to succeed")
-    job = get(cluster, "job", "train", "-n", namespace)
+    job = cluster.get("job", "train", "-n", namespace)
     assert any(c["type"] == "Complete" and c["status"] == "True"
                for c in job["status"]["conditions"])
     pods = pods_of(cluster, namespace, "train")
@@ -113,7 +109,7 @@ def test_pods_asking_for_more_gpus_than_exist_stay_pending(cluster, namespace):
         return sorted(found) if found.count("Running") == 4 and len(found) == 5 else None
 
     assert eventually(phases, timeout=60, what="4 Running pods") == ["Pending"] + ["Running"] * 4
-    events = eventually(lambda: [e for e in get(cluster, "events", "-n", namespace)["items"]
+    events = eventually(lambda: [e for e in cluster.get("events", "-n", namespace)["items"]
                                  if e["reason"] == "FailedScheduling"], timeout=30,
                         what="a FailedScheduling event")
     assert "Insufficient nvidia.com/gpu" in events[0]["message"]
@@ -125,7 +121,7 @@ def test_pods_asking_for_more_gpus_than_exist_stay_pending(cluster, namespace):
 def test_garbage_collector_removes_dependents_of_a_deleted_owner(cluster, namespace):
     apply(cluster, namespace, {"apiVersion": "v1", "kind": "ConfigMap",
                                "metadata": {"name": "owner"}, "data": {}})
-    owner_uid = get(cluster, "configmap", "owner", "-n", namespace)["metadata"]["uid"]
+    owner_uid = cluster.get("configmap", "owner", "-n", namespace)["metadata"]["uid"]
     apply(cluster, namespace, {
         "apiVersion": "v1", "kind": "ConfigMap", "data": {},
         "metadata": {"name": "dependent", "ownerReferences": [
@@ -156,7 +152,7 @@ def test_failure_stage_fails_a_pod_with_the_chosen_exit_code(cluster, namespace,
     state = eventually(terminated, timeout=60, what="the pod to fail")
     assert (str(state["exitCode"]), state["reason"]) == (exit_code, reason)
     eventually(lambda: any(c["type"] == "Failed" and c["status"] == "True" for c in
-                           get(cluster, "job", "fails", "-n", namespace)["status"]
+                           cluster.get("job", "fails", "-n", namespace)["status"]
                            .get("conditions", [])), what="the Job to fail")
 
 
@@ -164,14 +160,14 @@ def test_node_failure_stage_makes_a_node_not_ready(cluster):
     node = "gpu-node-3"
 
     def ready_status():
-        conditions = get(cluster, "node", node)["status"]["conditions"]
+        conditions = cluster.get("node", node)["status"]["conditions"]
         return next(c["status"] for c in conditions if c["type"] == "Ready")
 
     cluster.kubectl("label", "node", node, "sim.ftjob.dev/not-ready=true")
     try:
         eventually(lambda: ready_status() == "False", timeout=30, what="Ready=False")
         eventually(lambda: any(t["key"] == "node.kubernetes.io/not-ready"
-                               for t in get(cluster, "node", node)["spec"].get("taints", [])),
+                               for t in cluster.get("node", node)["spec"].get("taints", [])),
                    timeout=60, what="the node lifecycle controller to taint the node")
     finally:
         cluster.kubectl("label", "node", node, "sim.ftjob.dev/not-ready-")
@@ -185,7 +181,7 @@ def test_helm_installs_a_chart_into_the_cluster(cluster, namespace, tmp_path):
     installed = subprocess.run([*helm, "install", "smoke", str(tmp_path / "smoke"), "--wait",
                                 "--timeout", "90s"], capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
-    deployment = get(cluster, "deployment", "smoke", "-n", namespace)
+    deployment = cluster.get("deployment", "smoke", "-n", namespace)
     assert deployment["status"].get("availableReplicas") == 1
     listed = json.loads(subprocess.run([*helm, "list", "-o", "json"], capture_output=True,
                                        text=True, check=True).stdout)

@@ -3,7 +3,6 @@ and Role the operator creates: it can patch its own job's status and nothing els
 
 from __future__ import annotations
 
-import json
 
 import pytest
 import yaml
@@ -29,8 +28,7 @@ def finetunejob(name: str) -> dict:
 def job_identity(cluster, crd, namespace, tmp_path):
     """Two FineTuneJobs and the ServiceAccount token of the first one's trainer."""
     cluster.apply(finetunejob("mine"), finetunejob("other"), namespace=namespace)
-    body = json.loads(cluster.kubectl("get", "finetunejob", "mine", "-n", namespace, "-o",
-                                      "json").stdout)
+    body = cluster.get("finetunejob", "mine", "-n", namespace)
     job = parse_job({**finetunejob("mine"), "metadata": {"name": "mine",
                                                           "namespace": namespace}})
     uid = body["metadata"]["uid"]
@@ -43,8 +41,7 @@ def job_identity(cluster, crd, namespace, tmp_path):
 
 
 def status(cluster, namespace, name):
-    return json.loads(cluster.kubectl("get", "finetunejob", name, "-n", namespace, "-o",
-                                      "json").stdout).get("status", {})
+    return cluster.get("finetunejob", name, "-n", namespace).get("status", {})
 
 
 def events(count: int):

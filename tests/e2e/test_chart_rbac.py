@@ -4,7 +4,6 @@ Pod Security `restricted`, and the real trainer finishes through the kubelet sta
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -37,8 +36,7 @@ def test_operator_on_the_charts_service_account_runs_a_real_job(
                       namespace=jobs)
 
         def finished():
-            status = json.loads(cluster.kubectl("get", "finetunejob", "rbac", "-n", jobs,
-                                                "-o", "json").stdout).get("status", {})
+            status = cluster.get("finetunejob", "rbac", "-n", jobs).get("status", {})
             return status if status.get("phase") in ("Succeeded", "Failed") else None
 
         try:

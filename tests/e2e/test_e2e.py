@@ -7,7 +7,6 @@ status recorded."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 
@@ -43,8 +42,7 @@ def cluster_job(name: str, namespace: str, model_path: str, endpoint: str,
 
 
 def status_of(cluster, namespace: str, name: str) -> dict:
-    return json.loads(cluster.kubectl("get", "finetunejob", name, "-n", namespace, "-o",
-                                      "json").stdout).get("status", {})
+    return cluster.get("finetunejob", name, "-n", namespace).get("status", {})
 
 
 def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
@@ -83,10 +81,9 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     cluster.apply(job, namespace=namespace)
     recorded = eventually(lambda: status_of(cluster, namespace, "kill").get("checkpoint"),
                           timeout=400, interval=0.5, what="a checkpoint on status")
-    pod_1 = json.loads(cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l",
-        "ftjob.dev/job-name=kill,ftjob.dev/attempt=1,"
-        "batch.kubernetes.io/job-completion-index=1", "-o", "json").stdout)["items"][0]
+    pod_1 = cluster.get("pods", "-n", namespace, "-l",
+                        "ftjob.dev/job-name=kill,ftjob.dev/attempt=1,"
+                        "batch.kubernetes.io/job-completion-index=1")["items"][0]
     kubelet.kill(pod_1["metadata"]["name"], signal.SIGKILL)
 
     status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
@@ -96,14 +93,13 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     assert status["attempt"] == 2 and status["restarts"] == 1
     restart = next(c for c in status["conditions"] if c["type"] == "Restarting")
     assert restart["reason"] in ("Killed", "NetworkTimeout"), restart
-    attempt_2 = json.loads(cluster.kubectl("get", "job", "kill-attempt-2", "-n", namespace,
-                                           "-o", "json").stdout)
+    attempt_2 = cluster.get("job", "kill-attempt-2", "-n", namespace)
     resume_from = attempt_2["metadata"]["annotations"]["ftjob.dev/resume-from"]
     resume_step = int(resume_from.rsplit("-", 1)[1])
     assert resume_step >= recorded["step"]
-    rank_0 = json.loads(cluster.kubectl(
-        "get", "pods", "-n", namespace, "-l", "ftjob.dev/job-name=kill,ftjob.dev/attempt=2,"
-        "batch.kubernetes.io/job-completion-index=0", "-o", "json").stdout)["items"][0]
+    rank_0 = cluster.get("pods", "-n", namespace, "-l",
+                         "ftjob.dev/job-name=kill,ftjob.dev/attempt=2,"
+                         "batch.kubernetes.io/job-completion-index=0")["items"][0]
     log = kubelet.log(rank_0["metadata"]["name"])
     resumed = re.search(r"Resuming from \S+ \(step (\d+)\)", log)
     assert resumed, log[-3000:]

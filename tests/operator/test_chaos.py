@@ -4,7 +4,6 @@ decisions must leave no duplicate Jobs and no orphans, and every job must conver
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -74,8 +73,7 @@ def test_operator_killed_repeatedly_while_creating_jobs(cluster, crd, tmp_path):
         operator.start()
 
         def statuses():
-            items = json.loads(cluster.kubectl("get", "finetunejobs", "-n", namespace, "-o",
-                                               "json").stdout)["items"]
+            items = cluster.get("finetunejobs", "-n", namespace)["items"]
             found = {i["metadata"]["name"]: i.get("status", {}) for i in items}
             done = [n for n, s in found.items() if s.get("phase") == "Succeeded"]
             return found if len(done) == JOBS else None
@@ -91,12 +89,11 @@ def test_operator_killed_repeatedly_while_creating_jobs(cluster, crd, tmp_path):
         {name: 0 for name in names}
     assert created_jobs == {f"{name}-attempt-1": 1 for name in names}, created_jobs
     # No orphans: every object we label is owned by a FineTuneJob that exists, once.
-    uids = {item["metadata"]["uid"] for item in json.loads(cluster.kubectl(
-        "get", "finetunejobs", "-n", namespace, "-o", "json").stdout)["items"]}
+    uids = {item["metadata"]["uid"]
+            for item in cluster.get("finetunejobs", "-n", namespace)["items"]}
     for kind in ["configmaps", "services", "serviceaccounts", "roles", "rolebindings", "jobs"]:
-        items = json.loads(cluster.kubectl("get", kind, "-n", namespace, "-l",
-                                           "app.kubernetes.io/managed-by=ftjob", "-o",
-                                           "json").stdout)["items"]
+        items = cluster.get(kind, "-n", namespace, "-l",
+                            "app.kubernetes.io/managed-by=ftjob")["items"]
         owners = [item["metadata"]["ownerReferences"][0]["uid"] for item in items]
         assert sorted(owners) == sorted(uids), kind
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")

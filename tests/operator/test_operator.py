@@ -39,8 +39,7 @@ class Jobs:
         self.cluster, self.namespace = cluster, namespace
 
     def get(self, *args: str) -> dict:
-        return json.loads(self.cluster.kubectl("get", *args, "-n", self.namespace, "-o",
-                                               "json").stdout)
+        return self.cluster.get(*args, "-n", self.namespace)
 
     def exists(self, kind: str, name: str) -> bool:
         return self.cluster.kubectl("get", kind, name, "-n", self.namespace,

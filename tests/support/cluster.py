@@ -147,6 +147,10 @@ class Cluster:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def get(self, *args: str) -> dict:
+        """`kubectl get ARGS -o json`, parsed."""
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
     def is_running(self) -> bool:
         if not self.kubeconfig.exists():
             return False
