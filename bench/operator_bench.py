@@ -1,7 +1,8 @@
 """Operator at scale on the KWOK cluster: N FineTuneJobs of 2 nodes each.
 
-Floor: a plain script creates the very objects the operator would (same builders: ConfigMap,
-Service, ServiceAccount, Role, RoleBinding, Indexed Job per job) with 8 threads. Then the
+Floor: a plain script creates the same objects directly with 8 threads: each FineTuneJob
+and what the operator would create for it (same builders: ConfigMap, Service,
+ServiceAccount, Role, RoleBinding, Indexed Job), nothing else. Then the
 operator (`kopf run`, its own process) gets N FineTuneJobs created by 8 threads. Both are
 timed from the first create until every pod is Running; the ratio is the operator's
 overhead over the floor (target: at most 1.2).
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,6 +52,18 @@ def apiserver_requests(cluster: Cluster) -> float:
                if line.startswith("apiserver_request_total{"))
 
 
+def print_timeline(cluster: Cluster, namespace: str, started_at: float) -> None:
+    """When the last Job and pod were created and the last pod started (API timestamps,
+    1 s resolution), relative to the first create."""
+    def latest(kind: str, path) -> float:
+        items = cluster.get(kind, "-n", namespace)["items"]
+        return max(datetime.strptime(path(item), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=timezone.utc).timestamp() for item in items) - started_at
+    print(f"  [{namespace}] last Job created {latest('jobs', lambda i: i['metadata']['creationTimestamp']):.0f} s, "
+          f"last pod created {latest('pods', lambda i: i['metadata']['creationTimestamp']):.0f} s, "
+          f"last pod started {latest('pods', lambda i: i['status']['startTime']):.0f} s", flush=True)
+
+
 def wait_running(cluster: Cluster, namespace: str, pods: int, started: float) -> float:
     jobs_seen = None
     while True:
@@ -60,7 +74,9 @@ def wait_running(cluster: Cluster, namespace: str, pods: int, started: float) ->
         listed = cluster.kubectl("get", "pods", "-n", namespace, "-o", "name",
                                  "--field-selector=status.phase=Running").stdout.split()
         if len(listed) >= pods:
-            return time.monotonic() - started
+            seconds = time.monotonic() - started
+            print_timeline(cluster, namespace, time.time() - seconds)
+            return seconds
         if time.monotonic() - started > 300:
             print(cluster.kubectl("get", "nodes").stdout, cluster.kubectl(
                 "get", "pods", "-n", namespace, "--no-headers").stdout[:3000],
@@ -70,16 +86,20 @@ def wait_running(cluster: Cluster, namespace: str, pods: int, started: float) ->
         time.sleep(0.5)
 
 
-def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int) -> tuple[float, float]:
-    namespace = "bench-floor"
+def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str,
+              log: Path) -> dict:
+    del log
     cluster.kubectl("create", "namespace", namespace)
-    owner = cluster.apply(finetunejob("owner", namespace), namespace=namespace)
-    del owner
-    uid = cluster.get("finetunejob", "owner", "-n", namespace)["metadata"]["uid"]
+    custom = client.CustomObjectsApi(api)
     defaults = manifests.Defaults()
 
     def create(index: int) -> None:
-        job = parse_job(finetunejob(f"job-{index}", namespace))
+        # The user's FineTuneJob, then what the operator would create for it, owned by it
+        # (a dangling owner reference would let garbage collection delete them mid-run).
+        document = finetunejob(f"job-{index}", namespace)
+        uid = custom.create_namespaced_custom_object(
+            "ftjob.dev", "v1alpha1", namespace, "finetunejobs", document)["metadata"]["uid"]
+        job = parse_job(document)
         for item in [*manifests.build_all(job, uid, defaults),
                      manifests.build_job(job, uid, 1, defaults)]:
             utils.create_from_dict(api, item, namespace=namespace)
@@ -92,12 +112,11 @@ def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int) -> tuple[float
           flush=True)
     seconds = wait_running(cluster, namespace, 2 * jobs, started)
     requests = apiserver_requests(cluster) - before
-    cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=300s")
-    return seconds, requests
+    return {"seconds": seconds, "requests": requests}
 
 
-def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, log: Path) -> dict:
-    namespace = "bench-operator"
+def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str,
+                 log: Path) -> dict:
     cluster.kubectl("create", "namespace", namespace)
     metrics_port = free_port()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
@@ -127,19 +146,25 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, log: Path) 
         rss = process.memory_info().rss / 2**20
         text = subprocess.run(["curl", "-s", f"http://127.0.0.1:{metrics_port}/metrics"],
                               capture_output=True, text=True).stdout
-        writes = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                     if line.startswith("ftjob_api_requests_total{"))
+        by_verb = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                   for line in text.splitlines()
+                   if line.startswith("ftjob_api_requests_total{")}
     finally:
         os.killpg(operator.pid, 9)
         operator.wait()
     return {"seconds": seconds, "requests": requests, "cpu": cpu, "rss": rss,
-            "writes": writes}
+            "by_verb": by_verb}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="floor and operator runs each; the order alternates (ABBA)")
+    parser.add_argument("--operator-log", type=Path, help="keep the operator's log here")
     args = parser.parse_args()
+    jobs = args.jobs
+    runs = {"floor": [], "operator": []}
     with tempfile.TemporaryDirectory() as state:
         cluster = Cluster("ftjob-bench-operator", Path(state), build_binaries()).up()
         try:
@@ -154,20 +179,38 @@ def main() -> None:
                             "--timeout=60s")
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             api.configuration.connection_pool_maxsize = THREADS * 2
-            floor_seconds, floor_requests = run_floor(cluster, api, args.jobs)
-            result = run_operator(cluster, api, args.jobs, Path(state) / "operator.log")
+            log = args.operator_log or Path(state) / "operator.log"
+            for round_ in range(args.rounds):
+                order = ("floor", "operator") if round_ % 2 == 0 else ("operator", "floor")
+                for kind in order:
+                    namespace = f"bench-{kind}-{round_}"
+                    run = run_floor if kind == "floor" else run_operator
+                    result = run(cluster, api, jobs, namespace, log)
+                    runs[kind].append(result)
+                    print(f"  [{namespace}] {result['seconds']:.1f} s", flush=True)
+                    # The next run starts on an empty namespace set, as this one did.
+                    cluster.kubectl("delete", "namespace", namespace, "--wait=true",
+                                    "--timeout=300s")
         finally:
             cluster.down()
-    jobs = args.jobs
-    print(f"{jobs} FineTuneJobs x 2 nodes, all {2 * jobs} pods Running:")
-    print(f"  floor (plain script, same objects): {floor_seconds:.1f} s, "
-          f"{floor_requests / jobs:.1f} API requests per job (all clients)")
-    print(f"  operator:                           {result['seconds']:.1f} s, "
-          f"{result['requests'] / jobs:.1f} API requests per job (all clients), "
-          f"{result['writes'] / jobs:.1f} operator API calls per job")
-    print(f"  ratio operator/floor: {result['seconds'] / floor_seconds:.2f}  (target <= 1.2)")
-    print(f"  operator: RSS {result['rss']:.0f} MiB, CPU {result['cpu']:.1f} s "
-          f"({result['cpu'] / result['seconds']:.2f} cores while creating)")
+    floor, operator = runs["floor"], runs["operator"]
+    floor_seconds = sum(r["seconds"] for r in floor) / len(floor)
+    operator_seconds = sum(r["seconds"] for r in operator) / len(operator)
+    last = operator[-1]
+    print(f"{jobs} FineTuneJobs x 2 nodes, all {2 * jobs} pods Running, "
+          f"{args.rounds} rounds (floor/operator order alternating):")
+    print(f"  floor (plain script, same objects): mean {floor_seconds:.1f} s ("
+          + ", ".join(f"{r['seconds']:.1f}" for r in floor) + "), "
+          f"{floor[-1]['requests'] / jobs:.1f} API requests per job (all clients)")
+    print(f"  operator:                           mean {operator_seconds:.1f} s ("
+          + ", ".join(f"{r['seconds']:.1f}" for r in operator) + "), "
+          f"{last['requests'] / jobs:.1f} API requests per job (all clients), "
+          f"{sum(last['by_verb'].values()) / jobs:.1f} operator API calls per job ("
+          + ", ".join(f"{verb} {count / jobs:.1f}" for verb, count
+                      in sorted(last["by_verb"].items())) + ")")
+    print(f"  ratio operator/floor: {operator_seconds / floor_seconds:.2f}  (target <= 1.2)")
+    print(f"  operator: RSS {last['rss']:.0f} MiB, CPU {last['cpu']:.1f} s "
+          f"({last['cpu'] / last['seconds']:.2f} cores while creating)")
 
 
 if __name__ == "__main__":

@@ -148,7 +148,6 @@ def crd(cluster):
 OPERATOR_PORTS = {"metrics": free_port(), "liveness": free_port()}
 OPERATOR_ENV = {
     "FTJOB_METRICS_PORT": str(OPERATOR_PORTS["metrics"]),
-    "FTJOB_RECONCILE_INTERVAL": "1",
     "FTJOB_RESTART_BACKOFF_SECONDS": "1",
     "FTJOB_CHECKPOINT_URI": "s3://ftjob-test/checkpoints",
     "FTJOB_CREDENTIALS_SECRET": "storage-credentials",

@@ -90,7 +90,8 @@ def test_install_under_pod_security_restricted_and_least_privilege(cluster, rele
                                check=False).stdout.strip() == "yes"
 
     assert can("create", "jobs.batch", "-n", "default")
-    assert can("patch", "finetunejobs.ftjob.dev/status", "-n", "default")
+    assert can("patch", "finetunejobs.ftjob.dev", "--subresource=status", "-n", "default")
+    assert not can("patch", "finetunejobs.ftjob.dev", "-n", "default")  # users own the spec
     assert can("create", "roles.rbac.authorization.k8s.io", "-n", "default")
     assert not can("get", "secrets", "-n", "default")
     assert not can("list", "secrets", "-n", namespace)

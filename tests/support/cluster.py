@@ -68,9 +68,13 @@ def kwok_config(binaries: dict[str, str], versions: dict[str, str]) -> str:
     kwok_controller = {"name": "kwok-controller", "extraArgs": [
         {"key": "manage-all-nodes", "value": "false"},
         {"key": "manage-nodes-with-annotation-selector", "value": "kwok.x-k8s.io/node=fake"}]}
+    # The Job controller syncs 5 Jobs at a time by default; with hundreds of training jobs
+    # starting together it, not anything we measure, would decide when pods exist.
+    controller_manager = {"name": "kube-controller-manager", "extraArgs": [
+        {"key": "concurrent-job-syncs", "value": "20"}]}
     configuration = {"kind": "KwokctlConfiguration",
                      "apiVersion": "config.kwok.x-k8s.io/v1alpha1", "options": options,
-                     "componentsPatches": [kwok_controller]}
+                     "componentsPatches": [kwok_controller, controller_manager]}
     return yaml.safe_dump(configuration) + "---\n" + STAGES.read_text()
 
 

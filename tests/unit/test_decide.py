@@ -20,16 +20,19 @@ def job(**run_policy):
                  "distributed": {"nodes": 2}, "runPolicy": run_policy}})
 
 
-def attempt_job(attempt, complete=False, failed=False, suspend=False, succeeded=0):
+def attempt_job(attempt, complete=False, failed=False, suspend=False, succeeded=0, ready=0,
+                deleting=False):
     conditions = []
     if complete:
         conditions.append({"type": "Complete", "status": "True"})
     if failed:
         conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
     return {"metadata": {"name": f"j-attempt-{attempt}",
-                         "labels": {"ftjob.dev/attempt": str(attempt)}},
+                         "labels": {"ftjob.dev/attempt": str(attempt)},
+                         "deletionTimestamp": "2026-11-22T12:00:00Z" if deleting else None},
             "spec": {"suspend": suspend},
-            "status": {"conditions": conditions, "succeeded": succeeded}}
+            "status": {"conditions": conditions, "succeeded": succeeded, "ready": ready,
+                       "active": 2 - succeeded}}
 
 
 def pod(attempt, index, phase="Running", ready=True, exit_code=None):
@@ -67,16 +70,26 @@ def test_a_started_attempt_whose_job_is_missing_is_created_again():
     assert plan.create_attempt == 2 and plan.status["attempt"] == 2
 
 
-@pytest.mark.parametrize("pods, phase, reason", [
-    ([pod(1, 0), pod(1, 1, phase="Pending", ready=False)], "Initializing", "PodsStarting"),
-    ([pod(1, 0), pod(1, 1)], "Running", "AllPodsReady"),
-    ([pod(1, 0), pod(1, 1, phase="Succeeded", ready=False)], "Running", "AllPodsReady"),
+@pytest.mark.parametrize("ready, succeeded, phase, message", [
+    (0, 0, "Initializing", "attempt 1: 0 of 2 nodes ready"),
+    (1, 0, "Initializing", "attempt 1: 1 of 2 nodes ready"),
+    (2, 0, "Running", "attempt 1: 2 nodes training"),
+    (1, 1, "Running", "attempt 1: 2 nodes training"),  # a node that finished its part counts
 ])
-def test_phase_follows_the_pods(pods, phase, reason):
-    plan = decide(observe({"phase": "Initializing", "attempt": 1}, [attempt_job(1)], pods))
+def test_phase_follows_the_jobs_pod_counts(ready, succeeded, phase, message):
+    plan = decide(observe({"phase": "Initializing", "attempt": 1},
+                          [attempt_job(1, ready=ready, succeeded=succeeded)]))
     assert (plan.status["phase"], plan.create_attempt, plan.delete_jobs) == (phase, None, [])
-    assert plan.status["replicas"]["ready"] == sum(p["status"]["phase"] == "Running"
-                                                   for p in pods)
+    assert plan.status["message"] == message
+    assert plan.status["replicas"] == {"active": 2 - succeeded, "ready": ready,
+                                       "succeeded": succeeded, "failed": 0}
+
+
+def test_a_condition_explains_its_last_transition_not_every_new_message():
+    first = decide(observe({"phase": "Initializing", "attempt": 1}, [attempt_job(1, ready=0)]))
+    second = decide(observe(first.status, [attempt_job(1, ready=1)]))
+    assert second.status["message"] != first.status["message"]
+    assert second.status["conditions"] == first.status["conditions"]
 
 
 def test_succeeded_only_when_the_job_completed_every_node():
@@ -103,8 +116,9 @@ def test_restart_waits_for_the_old_pods_then_the_backoff():
     restarting = {"phase": "Restarting", "attempt": 1, "restarts": 2, "conditions": [
         {"type": "Restarting", "status": "True", "reason": "Preempted",
          "lastTransitionTime": timestamp(NOW)}]}
-    still_there = decide(observe(restarting, [], [pod(1, 0, "Failed", False, 75)]))
-    assert still_there.create_attempt is None and still_there.requeue_after == 1
+    still_there = decide(observe(restarting, [attempt_job(1, deleting=True)]))
+    assert still_there.create_attempt is None and still_there.requeue_after is None
+    assert still_there.delete_jobs == []  # already going: not deleted again
     too_soon = decide(observe(restarting, now=NOW + timedelta(seconds=5)))
     assert too_soon.create_attempt is None
     assert too_soon.requeue_after == pytest.approx(restart_delay(2, 10) - 5)
@@ -149,13 +163,21 @@ def test_deadline():
     assert plan.delete_jobs == ["j-attempt-1"]
 
 
+def test_a_running_job_is_looked_at_again_when_its_deadline_passes():
+    started = {"phase": "Running", "attempt": 1, "startTime": timestamp(NOW)}
+    plan = decide(observe(started, [attempt_job(1, ready=2)],
+                          now=NOW + timedelta(seconds=20), activeDeadlineSeconds=60))
+    assert plan.status["phase"] == "Running" and plan.requeue_after == 40
+    assert decide(observe(started, [attempt_job(1, ready=2)])).requeue_after is None
+
+
 def test_suspend_then_resume():
-    plan = decide(observe({"phase": "Running", "attempt": 1}, [attempt_job(1)], [pod(1, 0)],
+    plan = decide(observe({"phase": "Running", "attempt": 1}, [attempt_job(1, ready=2)],
                           suspend=True))
     assert plan.status["phase"] == "Suspended" and plan.delete_jobs == ["j-attempt-1"]
     suspended = plan.status
-    waiting = decide(observe(suspended, [], [pod(1, 0)]))
-    assert waiting.create_attempt is None
+    waiting = decide(observe(suspended, [attempt_job(1, deleting=True)]))
+    assert waiting.create_attempt is None and waiting.delete_jobs == []
     resumed = decide(observe(suspended))
     assert resumed.create_attempt == 2 and resumed.status["restarts"] == 0
     assert conditions(resumed)["Suspended"][0] == "False"

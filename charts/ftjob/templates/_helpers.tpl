@@ -35,7 +35,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "ftjob.applicationRules" -}}
 - apiGroups: [ftjob.dev]
   resources: [finetunejobs]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, delete]
 - apiGroups: [ftjob.dev]
   resources: [finetunejobs/status]
   verbs: [get, patch]
@@ -50,7 +50,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: [get, list, watch, create, delete]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]
+  verbs: [list]
 {{- end -}}
 
 {{/* What kopf itself needs: events, and peering when several replicas run. */}}

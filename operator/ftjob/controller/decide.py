@@ -34,7 +34,9 @@ class Observed:
     job: FineTuneJob | None = None
     spec_error: str | None = None
     attempt_jobs: list[dict] = field(default_factory=list)  # batch Jobs of this FineTuneJob
-    pods: list[dict] = field(default_factory=list)  # pods of any of its attempts
+    # Pods of the current attempt, read only when its Job counts a failed pod (to tell
+    # why it failed); running pods are known from the Job's status.
+    pods: list[dict] = field(default_factory=list)
     restart_backoff_seconds: float = 10
 
 
@@ -83,13 +85,6 @@ def _unfinished(attempt_jobs: list[dict]) -> list[str]:
     return [j["metadata"]["name"] for j in attempt_jobs if not _job_condition(j, "Complete")]
 
 
-def _is_ready(pod: dict) -> bool:
-    status = pod.get("status", {})
-    return status.get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in status.get("conditions", []) or [])
-
-
 class _Builder:
     """Accumulates the new status and the plan's side effects."""
 
@@ -108,12 +103,13 @@ class _Builder:
         conditions = self.status["conditions"]
         for condition in conditions:
             if condition["type"] == kind:
+                # Reason and message explain the last transition, as lastTransitionTime
+                # dates it; a cleared Restarting condition keeps explaining the restart.
                 if condition["status"] != status:
                     condition["lastTransitionTime"] = now
+                    if not (kind == "Restarting" and status == "False"):
+                        condition.update(reason=reason, message=message)
                 condition.update(status=status, observedGeneration=self.observed.generation)
-                # A cleared Restarting condition keeps explaining the last restart.
-                if not (kind == "Restarting" and status == "False"):
-                    condition.update(reason=reason, message=message)
                 return
         if status == "False" and kind != "Suspended":
             return  # a condition that never held is simply absent
@@ -142,6 +138,24 @@ class _Builder:
 
 
 def decide(observed: Observed) -> Plan:
+    plan = _decide(observed)
+    # A Job already being deleted (foreground: until its pods are gone) is left alone.
+    deleting = {j["metadata"]["name"] for j in observed.attempt_jobs
+                if j["metadata"].get("deletionTimestamp")}
+    plan.delete_jobs = [name for name in dict.fromkeys(plan.delete_jobs)
+                        if name not in deleting]
+    policy = observed.job.spec.run_policy if observed.job else None
+    started = parse_time(plan.status.get("startTime"))
+    if policy and policy.active_deadline_seconds and started and \
+            plan.status.get("phase") not in TERMINAL:
+        # Nothing else may happen before the deadline: look again when it passes.
+        left = (started + timedelta(seconds=policy.active_deadline_seconds)
+                - observed.now).total_seconds()
+        plan.requeue_after = min(plan.requeue_after or left, max(left, 0.0))
+    return plan
+
+
+def _decide(observed: Observed) -> Plan:
     b = _Builder(observed)
     status = b.status
     phase = status.get("phase")
@@ -200,15 +214,13 @@ def decide(observed: Observed) -> Plan:
     if attempt == 0:
         return start_next("Created", "creating the training pods")
     if phase == "Suspended":
-        if any(_attempt_of(p) <= attempt for p in observed.pods):
+        if observed.attempt_jobs:
             return b.plan  # the suspended attempt's pods are still stopping
         return start_next("Resumed", "resuming from the newest complete checkpoint")
     if phase == "Restarting":
         if current is not None:
             b.plan.delete_jobs.append(current["metadata"]["name"])
-        if current is not None or pods:
-            b.plan.requeue_after = 1
-            return b.plan  # wait for the failed attempt's pods to go
+            return b.plan  # its pods are still going; the Job's deletion wakes us
         restarted = next((parse_time(c["lastTransitionTime"]) for c in status["conditions"]
                           if c["type"] == "Restarting" and c["status"] == "True"), now)
         ready_at = restarted + timedelta(seconds=restart_delay(
@@ -246,15 +258,13 @@ def decide(observed: Observed) -> Plan:
 
     job_status = current.get("status", {})
     b.status["replicas"] = {
-        "active": job_status.get("active", 0), "ready": sum(map(_is_ready, pods)),
-        "succeeded": job_status.get("succeeded", 0), "failed": job_status.get("failed", 0)}
+        key: job_status.get(key, 0) for key in ("active", "ready", "succeeded", "failed")}
     if _job_condition(current, "Complete") and job_status.get("succeeded", 0) >= nodes:
         return b.finish("Succeeded", "Completed", f"all {nodes} nodes of attempt {attempt} "
                         "finished", "Normal")
     if current.get("spec", {}).get("suspend"):
         b.phase("Pending", "Queued", "waiting for the queue to admit the job")
-    elif b.status["replicas"]["ready"] + sum(
-            p.get("status", {}).get("phase") == "Succeeded" for p in pods) >= nodes:
+    elif b.status["replicas"]["ready"] + b.status["replicas"]["succeeded"] >= nodes:
         # Pods that already finished their part still count as started.
         b.phase("Running", "AllPodsReady", f"attempt {attempt}: {nodes} nodes training")
     else:

@@ -17,11 +17,17 @@ import kopf
 
 from .. import GROUP, PLURAL, VERSION
 from . import metrics
+from .decide import TERMINAL
 from .manifests import JOB_NAME_LABEL, Defaults
 from .reconcile import forget, reconcile
+from .workqueue import WorkQueue
 
-RECONCILE_INTERVAL = float(os.environ.get("FTJOB_RECONCILE_INTERVAL", "2"))
+# Safety net: look at every unfinished job this often even when no event arrived.
+RESYNC_SECONDS = float(os.environ.get("FTJOB_RESYNC_SECONDS", "300"))
 RESTART_BACKOFF = float(os.environ.get("FTJOB_RESTART_BACKOFF_SECONDS", "10"))
+# Job events of one job within this window are decided on together (the Job controller
+# batches pod updates the same way); FineTuneJob events are decided at once.
+BATCH_SECONDS = float(os.environ.get("FTJOB_BATCH_SECONDS", "1"))
 
 
 def defaults_from_env() -> Defaults:
@@ -40,19 +46,40 @@ def defaults_from_env() -> Defaults:
 DEFAULTS = defaults_from_env()
 
 
+# Filled at startup: the work queue and kopf's watch-fed indices it reconciles from.
+_queue: WorkQueue | None = None
+_indices: dict[str, kopf.Index] = {}
+
+
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_) -> None:
+async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
+                    **_) -> None:
+    # Only event handlers and indices: kopf then adds no finalizer and writes no progress
+    # or diff-base annotations, so the FineTuneJob is written by its user, by our status
+    # patches and by the trainer, nobody else. The prefix still names anything kopf keeps.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.peering.name = "ftjob"
     settings.peering.mandatory = False
-    # Our own Events say what happened; kopf's per-handler ones would only repeat it.
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = int(os.environ.get("FTJOB_WORKERS", "32"))
+    global _queue
+    _indices.update(finetunejobs=finetunejobs, attempt_jobs=attempt_jobs)
+    _queue = WorkQueue(reconcile_key, int(os.environ.get("FTJOB_WORKERS", "16")))
+    _queue.start()
     port = metrics.serve(int(os.environ.get("FTJOB_METRICS_PORT", "9090")))
     logging.getLogger(__name__).info("Serving metrics on port %d", port)
+
+
+@kopf.on.cleanup()
+async def stop(**_) -> None:
+    if _queue is not None:
+        await _queue.stop()
+
+
+def _plain(body: kopf.Body) -> dict:
+    return json.loads(json.dumps(dict(body)))
 
 
 def _slim(body: kopf.Body) -> dict:
@@ -60,58 +87,57 @@ def _slim(body: kopf.Body) -> dict:
     return {"metadata": {"name": body.metadata.name, "labels": dict(body.metadata.labels),
                          "deletionTimestamp": body.metadata.get("deletionTimestamp")},
             "spec": {"suspend": body.spec.get("suspend")},
-            "status": json.loads(json.dumps(dict(body.status)))}
+            "status": _plain(body.status)}
 
 
 # Index and event functions are async: they never block, and kopf would otherwise hop to a
-# worker thread for every pod event.
+# worker thread for every event.
+@kopf.index(GROUP, VERSION, PLURAL)
+async def finetunejobs(namespace, name, body, **_):
+    return {(namespace, name): _plain(body)}
+
+
 @kopf.index("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "ftjob"})
 async def attempt_jobs(namespace, labels, body, **_):
     return {(namespace, labels.get(JOB_NAME_LABEL)): _slim(body)}
 
 
-@kopf.index("", "v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
-async def attempt_pods(namespace, labels, body, **_):
-    return {(namespace, labels.get(JOB_NAME_LABEL)): _slim(body)}
-
-
-def _reconcile(body, attempt_jobs: kopf.Index, attempt_pods: kopf.Index) -> None:
-    key = (body.metadata.namespace, body.metadata.name)
-    started = time.perf_counter()
-    snapshot = json.loads(json.dumps(dict(body)))  # kopf's Body is live; decide on a copy
-    plan = reconcile(snapshot, list(attempt_jobs.get(key, [])),
-                     list(attempt_pods.get(key, [])), DEFAULTS, RESTART_BACKOFF)
-    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-    if plan is not None:
-        if plan.status.get("restarts", 0) > (snapshot.get("status") or {}).get("restarts", 0):
-            reason = next((c["reason"] for c in plan.status["conditions"]
-                           if c["type"] == "Restarting"), "Unknown")
-            metrics.RESTARTS.labels(reason).inc()
-
-
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def phase_seen(type, body, **_):
+async def finetunejob_changed(type, namespace, name, body, **_):
     metrics.observe_phase(body.metadata.uid, body.status.get("phase"),
                           deleted=type == "DELETED")
     if type == "DELETED":
+        _queue.forget((namespace, name))
         forget(body.metadata.uid)
+    else:
+        _queue.add((namespace, name), urgent=True)
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-def created(body, attempt_jobs, attempt_pods, **_):
-    _reconcile(body, attempt_jobs, attempt_pods)
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "ftjob"})
+async def attempt_job_changed(namespace, labels, **_):
+    _queue.add((namespace, labels.get(JOB_NAME_LABEL)), BATCH_SECONDS)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-def resumed(body, attempt_jobs, attempt_pods, **_):
-    _reconcile(body, attempt_jobs, attempt_pods)
+def _only(store) -> dict | None:
+    values = list(store or [])
+    return values[-1] if values else None
 
 
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def updated(body, attempt_jobs, attempt_pods, **_):
-    _reconcile(body, attempt_jobs, attempt_pods)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RECONCILE_INTERVAL, sharp=False)
-def tick(body, attempt_jobs, attempt_pods, **_):
-    _reconcile(body, attempt_jobs, attempt_pods)
+def reconcile_key(key: tuple[str, str]) -> float | None:
+    """One reconcile from the indices; returns when to look at the job again."""
+    body = _only(_indices["finetunejobs"].get(key))
+    if body is None:
+        return None  # deleted; garbage collection removes what it owned
+    started = time.perf_counter()
+    plan = reconcile(body, list(_indices["attempt_jobs"].get(key, [])), DEFAULTS,
+                     RESTART_BACKOFF)
+    metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    if plan is None:
+        return 1.0  # changed underneath us too often: decide again shortly
+    if plan.status.get("restarts", 0) > (body.get("status") or {}).get("restarts", 0):
+        reason = next((c["reason"] for c in plan.status["conditions"]
+                       if c["type"] == "Restarting"), "Unknown")
+        metrics.RESTARTS.labels(reason).inc()
+    if plan.requeue_after is not None:
+        return plan.requeue_after
+    return None if plan.status.get("phase") in TERMINAL else RESYNC_SECONDS

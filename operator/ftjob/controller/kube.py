@@ -19,8 +19,11 @@ from . import metrics
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _api: client.ApiClient | None = None
-# Independent calls of one reconcile go out together, and Events leave the critical path.
+# Independent calls of one reconcile go out together.
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="ftjob-api")
+# Events leave the critical path and go out one at a time, in order, as client-go's event
+# broadcaster sends them: a burst of transitions must not crowd out the creates.
+_events = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftjob-events")
 
 
 def api_client() -> client.ApiClient:
@@ -32,8 +35,10 @@ def api_client() -> client.ApiClient:
             except config.ConfigException:
                 config.load_kube_config()
             configuration = client.Configuration.get_default_copy()
-            # Creating hundreds of jobs at once must not queue behind urllib3's default 4.
-            configuration.connection_pool_maxsize = 32
+            # Every thread that may call at once (reconcile workers, this module's pool) keeps
+            # its connection: a connection dropped for want of room costs the API server a
+            # new TLS handshake on the next call.
+            configuration.connection_pool_maxsize = 64
             _api = client.ApiClient(configuration)
         return _api
 
@@ -104,28 +109,35 @@ def create_all(manifests: list[dict]) -> list[bool]:
 
 
 def delete_job(namespace: str, name: str) -> None:
-    """Background propagation: the pods get SIGTERM (and save) while the Job goes at once."""
+    """Foreground propagation: the pods get SIGTERM (and save a checkpoint) and the Job,
+    marked for deletion, stays until they are gone, so the Job watch alone tells when the
+    next attempt may start."""
     try:
         _call("delete", client.BatchV1Api(api_client()).delete_namespaced_job, name, namespace,
-              propagation_policy="Background")
+              propagation_policy="Foreground")
         logger.info("Deleted Job %s/%s", namespace, name)
     except ApiException as error:
         if error.status != 404:
             raise
 
 
-def patch_status(namespace: str, name: str, resource_version: str, status: dict) -> bool:
-    """A merge patch of the status guarded by the resourceVersion the decision was made on;
-    False if the object changed since (decide again)."""
+def list_pods(namespace: str, selector: str) -> list[dict]:
+    return json.loads(_call("list", client.CoreV1Api(api_client()).list_namespaced_pod,
+                            namespace, label_selector=selector))["items"]
+
+
+def patch_status(namespace: str, name: str, resource_version: str,
+                 status: dict) -> dict | None:
+    """A merge patch of the status guarded by the resourceVersion the decision was made on.
+    Returns the object as written, or None if it changed since (decide again)."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
     try:
-        _call("patch", client.CustomObjectsApi(api_client())
-              .patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name,
-              body)
-        return True
+        return json.loads(_call("patch", client.CustomObjectsApi(api_client())
+                                .patch_namespaced_custom_object_status, GROUP, VERSION,
+                                namespace, PLURAL, name, body))
     except ApiException as error:
         if error.status in (404, 409):
-            return False
+            return None
         raise
 
 
@@ -152,7 +164,7 @@ def delete_finetunejob(namespace: str, name: str) -> None:
 def post_event(owner: dict, event_type: str, reason: str, message: str) -> None:
     """A core/v1 Event on the FineTuneJob, as `kubectl describe` shows them; sent in the
     background (nothing waits for it)."""
-    _pool.submit(_post_event, owner, event_type, reason, message)
+    _events.submit(_post_event, owner, event_type, reason, message)
 
 
 def _post_event(owner: dict, event_type: str, reason: str, message: str) -> None:

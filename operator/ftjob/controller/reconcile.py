@@ -1,26 +1,25 @@
-"""One idempotent reconcile for a FineTuneJob: observe (the body kopf hands us plus the
-watch-fed indices of our Jobs and pods), decide (pure), write the status, then act."""
+"""One idempotent reconcile for a FineTuneJob: observe (its body and Jobs from kopf's
+watch-fed indices, its pods only when a Job counts a failure), decide (pure), write the
+status, then act."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from datetime import datetime, timezone
 
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
-from .decide import Observed, Plan, decide, operator_owned
+from .decide import TERMINAL, Observed, Plan, decide, operator_owned
+from .recent import Recent
 
 logger = logging.getLogger(__name__)
 
-# kopf runs a job's timer and its change handlers concurrently; one decision at a time.
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+RECENT = Recent()
 
 
 def forget(uid: str) -> None:
-    """The FineTuneJob is gone: drop its lock."""
-    _locks.pop(uid, None)
+    """The FineTuneJob is gone."""
+    RECENT.forget(uid)
 
 
 def parse(body: dict, defaults: manifests.Defaults):
@@ -38,10 +37,27 @@ def parse(body: dict, defaults: manifests.Defaults):
         return None, str(error)
 
 
-def _decide(body: dict, attempt_jobs, pods, defaults, restart_backoff_seconds, now):
+def _failed_pods(namespace: str, name: str, attempt: int, attempt_jobs: list[dict]):
+    """The current attempt's pods, read only once its Job counts a failure. Pods are not
+    watched: at hundreds of jobs their events would cost the operator and the API server
+    more than everything else it does; the Job's status counts them for us."""
+    for job in attempt_jobs:
+        if int(job["metadata"]["labels"].get(manifests.ATTEMPT_LABEL, 0)) == attempt and \
+                not job["metadata"].get("deletionTimestamp") and (
+                    job["status"].get("failed") or any(
+                        c.get("type") == "Failed" and c.get("status") == "True"
+                        for c in job["status"].get("conditions") or [])):
+            return kube.list_pods(namespace, f"{manifests.JOB_NAME_LABEL}={name},"
+                                  f"{manifests.ATTEMPT_LABEL}={attempt}")
+    return []
+
+
+def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now):
     metadata = body["metadata"]
     job, spec_error = parse(body, defaults)
     status = dict(body.get("status") or {})
+    pods = _failed_pods(metadata["namespace"], metadata["name"], status.get("attempt", 0),
+                        attempt_jobs) if status.get("phase") not in TERMINAL else []
     observed = Observed(
         name=metadata["name"], generation=metadata.get("generation", 1), status=status,
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
@@ -62,41 +78,36 @@ def _announce(body: dict, plan: Plan, old_status: dict) -> None:
 CONFLICT_RETRIES = 3
 
 
-def reconcile(body: dict, attempt_jobs: list[dict], pods: list[dict],
-              defaults: manifests.Defaults, restart_backoff_seconds: float = 10,
-              now: datetime | None = None) -> Plan | None:
+def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults,
+              restart_backoff_seconds: float = 10, now: datetime | None = None) -> Plan | None:
     """Returns the plan carried out, or None when the object is gone or kept changing
-    underneath us (the next reconcile decides again)."""
+    underneath us (the next reconcile decides again). The caller runs at most one
+    reconcile per job at a time (the work queue)."""
     if body["metadata"].get("deletionTimestamp"):
-        # Going away: garbage collection removes what it owns. Writing to it now would
-        # only race kopf's removal of its finalizer.
-        return None
-    lock = _locks[body["metadata"]["uid"]]
-    # A reconcile of this job is running: it does the same work, and waiting for it would
-    # only hold one of kopf's worker threads (with hundreds of jobs, all of them).
-    if not lock.acquire(blocking=False):
-        return None
-    try:
-        return _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_seconds,
-                                 now)
-    finally:
-        lock.release()
-
-
-def _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_seconds, now):
+        return None  # going away: garbage collection removes what it owns
+    body = RECENT.freshest(body)
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     for _ in range(CONFLICT_RETRIES):
-        plan, status, job = _decide(body, attempt_jobs, pods, defaults,
-                                    restart_backoff_seconds, now)
+        plan, status, job = _decide(body, attempt_jobs, defaults, restart_backoff_seconds,
+                                    now)
         if plan.status == operator_owned(status):
             break
-        if kube.patch_status(namespace, name, body["metadata"]["resourceVersion"],
-                             plan.status):
+        wait = 0.0 if plan.events else RECENT.counts_wait(uid, operator_owned(status),
+                                                          plan.status)
+        if wait:
+            plan.requeue_after = min(plan.requeue_after or wait, wait)
+            break
+        written = kube.patch_status(namespace, name, body["metadata"]["resourceVersion"],
+                                    plan.status)
+        if written is not None:
+            RECENT.wrote_status(uid, body["metadata"]["resourceVersion"], written)
             _announce(body, plan, status)
             break
-        # The trainer or kopf changed the object since it was read: decide again on a
-        # fresh copy now rather than a timer tick later.
+        # The user or the trainer changed the object since it was read: decide again on a
+        # fresh copy now rather than on the next watch event.
+        logger.debug("Status of %s/%s changed since %s; reading it again", namespace, name,
+                     body["metadata"]["resourceVersion"])
         body = kube.get_finetunejob(namespace, name)
         if body is None or body["metadata"]["uid"] != uid:
             return None
@@ -110,10 +121,16 @@ def _reconcile_locked(body, attempt_jobs, pods, defaults, restart_backoff_second
     for job_name in plan.delete_jobs:
         kube.delete_job(namespace, job_name)
     if plan.create_attempt and job is not None:
-        # The Job last: its pods need the ServiceAccount to be admitted.
-        kube.create_all(manifests.build_all(job, uid, defaults))
         resume = (status.get("checkpoint") or {}).get("uri")
         attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
+        job_name = attempt["metadata"]["name"]
+        waiting = RECENT.awaiting_watch(uid, job_name, attempt_jobs)
+        if waiting is not None:
+            plan.requeue_after = waiting
+            return plan
+        # The Job last: its pods need the ServiceAccount to be admitted.
+        kube.create_all(manifests.build_all(job, uid, defaults))
         if kube.create_or_adopt(attempt):
-            logger.info("Created Job %s/%s", namespace, attempt["metadata"]["name"])
+            logger.info("Created Job %s/%s", namespace, job_name)
+        RECENT.created_job(uid, job_name)
     return plan
