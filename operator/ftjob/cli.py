@@ -42,10 +42,6 @@ def cmd_run(args) -> int:
     run = local.prepare(job, Path(args.file), Path(args.run_root), args.procs)
     print(f"Running {job.metadata.name} (attempt {run.attempt}) with {run.procs} process(es); "
           f"run folder {run.run_dir}", file=sys.stderr)
-    failure = local.run_preflight(run)
-    if failure:
-        print(f"Preflight failed: {failure['reason']}: {failure['message']}", file=sys.stderr)
-        return failure["exitCode"]
     code = local.execute(run)
     print(local.summary(run, code))
     return code

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from . import render
+from .launcher_output import LauncherOutputFilter
 from .api.spec import FineTuneJob
 
 EXIT_PREEMPTED = 75
@@ -38,6 +39,11 @@ class LocalRun:
     @property
     def termination_log(self) -> Path:
         return self.run_dir / f"termination-{self.attempt}.log"
+
+    @property
+    def launcher_log(self) -> Path:
+        """torchrun's own reports (see launcher_output), every attempt appended."""
+        return self.run_dir / "launcher.log"
 
 
 def _resolve_local_paths(job: FineTuneJob, base: Path) -> FineTuneJob:
@@ -106,26 +112,11 @@ def launch_environment(run: LocalRun) -> dict:
     return env
 
 
-def run_preflight(run: LocalRun) -> dict | None:
-    """The trainer's own preflight, in this process, so a user mistake ends here with one
-    clear line instead of a launcher's traceback. Returns the failure, if any."""
-    from ftjob_trainer.arguments import load_config
-    from ftjob_trainer.errors import TrainerError
-    from ftjob_trainer.preflight import preflight
-
-    try:
-        preflight(load_config(run.run_dir / render.TRAINER_CONFIG, with_training=False))
-    except TrainerError as error:
-        return {"reason": error.reason, "exitCode": error.exit_code, "message": str(error),
-                "retryable": error.retryable}
-    return None
-
-
 def execute(run: LocalRun) -> int:
     """Runs the launcher in its own process group. Ctrl-C or SIGTERM here becomes one
     SIGTERM to the launcher, which passes it to the trainers: they save and stop."""
     process = subprocess.Popen(launch_command(run), env=launch_environment(run),
-                               start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True)
 
     def forward(signum, frame):
         try:
@@ -135,6 +126,11 @@ def execute(run: LocalRun) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        with run.launcher_log.open("ab") as hidden:
+            output = LauncherOutputFilter(sys.stderr.buffer, hidden)
+            while chunk := os.read(process.stderr.fileno(), 65536):
+                output.feed(chunk)
+            output.close()
         code = process.wait()
     finally:
         for s, handler in previous.items():
@@ -180,6 +176,7 @@ def summary(run: LocalRun, code: int) -> str:
         if failure.get("retryable"):
             lines.append("Run the same command again to resume from the latest checkpoint.")
     elif code != 0:
-        lines.append(f"The launcher exited with code {code}; see the output above.")
+        lines.append(f"The launcher exited with code {code}; see the output above and "
+                     f"{run.launcher_log}.")
     lines.append(f"Run folder: {run.run_dir}")
     return "\n".join(lines)

@@ -137,6 +137,9 @@ def test_sigterm_saves_and_exits_with_preempted_code(ftjob_run, minilm_path, sea
     # saveSteps is 1000, so this checkpoint exists only because of the signal.
     assert checkpoint_steps(seaweedfs, "term", prefix) == [step]
     assert "Preempted" in out
+    # torchrun's own SignalException report is kept out of the terminal, in the run folder.
+    assert "Traceback" not in out + err and "SignalException" not in out + err, err[-3000:]
+    assert "SignalException" in (run.run_dir / "launcher.log").read_text()
 
     job["spec"]["training"]["maxSteps"] = step + 2
     result = ftjob_run(job).run(env=seaweedfs.env)

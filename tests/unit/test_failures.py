@@ -33,6 +33,7 @@ STORAGE_MESSAGE = json.dumps({"reason": "StorageUnavailable", "exitCode": 74,
     (failed_pod(exit_code=74), "StorageUnavailable", True),
     (failed_pod(exit_code=65), "InvalidDataset", False),
     (failed_pod(exit_code=66), "NotFound", False),
+    (failed_pod(exit_code=69), "PeerLost", True),  # another rank failed first
     (failed_pod(exit_code=77), "StorageAccessDenied", False),
     (failed_pod(exit_code=78), "InvalidConfig", False),
     (failed_pod(exit_code=137, reason="OOMKilled"), "OOMKilled", True),

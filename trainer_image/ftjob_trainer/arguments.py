@@ -93,12 +93,11 @@ class Config:
     data: DataArguments
     storage: StorageArguments
     reporting: ReportingArguments
-    training: TrainingArguments | None
+    training: TrainingArguments
 
 
-def load_config(path: str | os.PathLike, with_training: bool = True) -> Config:
-    """Parses every section. Without training arguments (for preflight in the launching
-    process), no TrainingArguments is built, so nothing touches devices or process groups."""
+def load_config(path: str | os.PathLike) -> Config:
+    """Parses every section."""
     config_path = Path(path)
     raw = json.loads(config_path.read_text())
     for section, key in RELATIVE_PATHS:
@@ -112,10 +111,8 @@ def load_config(path: str | os.PathLike, with_training: bool = True) -> Config:
     if os.environ.get("FTJOB_ATTEMPT"):
         raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
     raw["training"]["output_dir"] = str(Path(raw["storage"]["work_dir"]) / "checkpoints")
-    parsed = {"training": None}
+    parsed = {}
     for section, cls in SECTIONS.items():
-        if section == "training" and not with_training:
-            continue
         (parsed[section],) = HfArgumentParser(cls).parse_dict(raw.get(section, {}),
                                                                allow_extra_keys=False)
     return Config(**parsed)

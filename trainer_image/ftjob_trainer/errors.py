@@ -15,6 +15,7 @@ EXIT_NOT_FOUND = 66  # EX_NOINPUT: model or dataset not found
 EXIT_STORAGE_UNAVAILABLE = 74  # EX_IOERR: storage did not answer (retryable)
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by SIGTERM after saving a checkpoint (retryable)
 EXIT_ACCESS_DENIED = 77  # EX_NOPERM: storage refused the credentials
+EXIT_PEER_LOST = 69  # EX_UNAVAILABLE: another rank is gone, this one cannot go on (retryable)
 
 
 class TrainerError(Exception):
@@ -52,4 +53,13 @@ class StorageAccessDenied(TrainerError):
 class Preempted(TrainerError):
     exit_code = EXIT_PREEMPTED
     reason = "Preempted"
+    retryable = True
+
+
+class PeerLost(TrainerError):
+    """A collective failed under this rank because another rank stopped (it explains why in
+    its own error) or the network between them broke."""
+
+    exit_code = EXIT_PEER_LOST
+    reason = "PeerLost"
     retryable = True

@@ -1,19 +1,11 @@
-"""Checks that fail fast and clearly, before any accelerator is held: storage answers and
-accepts the credentials, the model exists, the data has the configured columns.
-
-`ftjob run` calls `preflight` before it starts the launcher; the trainer repeats the storage
-check on every node because each pod has its own network path and credentials.
+"""Checks that fail fast and clearly, before any weights are loaded: storage answers,
+accepts the credentials and takes a write. Every node runs them (each pod has its own network
+path and credentials); the model and the data's columns are checked where they are loaded.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from transformers import AutoConfig
-
 from .arguments import Config
-from .data import check_columns, load_raw_datasets
-from .modeling import model_not_found, resolve_model_path
 from .storage import Location
 
 
@@ -31,20 +23,3 @@ def check_storage(config: Config) -> tuple[Location, Location | None]:
     if output is not None:
         output.check_writable()
     return checkpoints, output
-
-
-def check_model(config: Config, cache_dir: Path) -> None:
-    path = resolve_model_path(config.model, cache_dir)
-    try:
-        AutoConfig.from_pretrained(path, revision=config.model.revision,
-                                   trust_remote_code=config.model.trust_remote_code)
-    except (OSError, ValueError) as error:
-        raise model_not_found(config.model.model_name_or_path, error) from None
-
-
-def preflight(config: Config) -> None:
-    cache_dir = Path(config.storage.work_dir) / "cache"
-    check_storage(config)
-    check_model(config, cache_dir)
-    raw = load_raw_datasets(config.data, cache_dir)
-    check_columns(raw, config.data, needs_labels=config.model.task == "sequence-classification")

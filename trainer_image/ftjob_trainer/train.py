@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ from .arguments import Config, load_config
 from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
 from .checkpoints import COMPLETE_MARKER, BackgroundUploader, CheckpointStore, utc_now
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
-from .errors import ConfigError, Preempted, StorageUnavailable, TrainerError
+from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
 from .preflight import check_storage, storage_locations
@@ -89,6 +90,23 @@ def export_model(trainer: Trainer, tokenizer, metrics: dict, work_dir: Path,
     sizes = {f: (final_dir / f).stat().st_size for f in files}
     location.write_text(json.dumps({"savedAt": utc_now(), "files": sizes}), COMPLETE_MARKER)
     return location.display()
+
+
+# How gloo and NCCL word a collective that failed because a peer went away.
+COLLECTIVE_FAILURE = re.compile(r"gloo|NCCL|ProcessGroup|c10d|Connection (?:closed|reset) by peer")
+
+
+def peer_lost(error: Exception) -> PeerLost | None:
+    """A collective's error, said in one line instead of a traceback from every rank that
+    outlived the one that failed."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    if not isinstance(error, dist.DistError) and not (
+            isinstance(error, RuntimeError) and COLLECTIVE_FAILURE.search(str(error))):
+        return None
+    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    return PeerLost(f"rank {dist.get_rank()} lost contact with another rank, which has "
+                    f"probably failed (see its error): {detail}")
 
 
 def write_termination_log(config: Config | None, error: TrainerError) -> None:
@@ -218,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, TypeError) as error:
             raise ConfigError(f"cannot read trainer config {argv[0]}: {error}") from None
         return train(config, reporter_box)
-    except TrainerError as error:
+    except Exception as caught:  # noqa: BLE001 - re-raised unless we can say it in one line
+        error = caught if isinstance(caught, TrainerError) else peer_lost(caught)
+        if error is None:
+            raise
         write_termination_log(config, error)
         for reporter in reporter_box:
             reporter.emit("failed", reason=error.reason, message=str(error),

@@ -27,6 +27,7 @@ class Failure:
 TRAINER_EXIT_CODES = {
     65: ("InvalidDataset", False),
     66: ("NotFound", False),
+    69: ("PeerLost", True),
     74: ("StorageUnavailable", True),
     75: ("Preempted", True),
     77: ("StorageAccessDenied", False),
