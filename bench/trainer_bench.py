@@ -9,6 +9,10 @@ S3 server (SeaweedFS), alternating, ROUNDS times each. Prints, from the same run
 - upload stall: training time ftjob spent on checkpoints (snapshot, barrier, queue) divided
   by the time the same uploads took in the background, i.e. what a synchronous upload would
   have stalled training (target <= 0.10)
+- where the CPU went: the S3 server (SeaweedFS) runs on the same two cores as training here,
+  which it never does on a cluster, so its CPU seconds are printed, and the same ftjob run
+  with `file://` checkpoints (the same uploader and markers, no server) gives the ratio
+  without it.
 
     make bench-trainer        # or: python -m bench.trainer_bench [--rounds N]
 """
@@ -26,6 +30,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import yaml
 
 from bench.settings import MAX_LENGTH, PROCS, REPO, TRAIN_FILE, TRAIN_SAMPLES, TRAINING
@@ -60,7 +65,7 @@ def run_plain(work: Path, round_index: int) -> dict:
             "first_step_seconds": result["firstStepAt"] - started}
 
 
-def ftjob_job(name: str) -> dict:
+def ftjob_job(name: str, storage: str) -> dict:
     training = {camel_case(k): v for k, v in TRAINING.items() if k not in OWNED_BY_FTJOB}
     return {
         "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
@@ -73,8 +78,8 @@ def ftjob_job(name: str) -> dict:
                         "maxTrainSamples": TRAIN_SAMPLES},
             "training": training,
             "distributed": {"procsPerNode": PROCS},
-            "checkpoints": {"uri": f"s3://bench/{name}", "keep": TRAINING["save_total_limit"]},
-            "output": {"uri": f"s3://bench/{name}-model"},
+            "checkpoints": {"uri": f"{storage}/{name}", "keep": TRAINING["save_total_limit"]},
+            "output": {"uri": f"{storage}/{name}-model"},
         },
     }
 
@@ -83,10 +88,16 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def run_ftjob(work: Path, round_index: int, s3_env: dict) -> dict:
-    name = f"bench-{round_index}"
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def run_ftjob(work: Path, round_index: int, s3_env: dict, storage: str, server_pid: int) -> dict:
+    name = f"bench-{'s3' if storage.startswith('s3') else 'file'}-{round_index}"
     job_file = work / f"{name}.yaml"
-    job_file.write_text(yaml.safe_dump(ftjob_job(name)))
+    job_file.write_text(yaml.safe_dump(ftjob_job(name, storage)))
+    server_cpu = cpu_seconds(server_pid)
     started = time.time()
     subprocess.run([sys.executable, "-m", "ftjob.cli", "run", str(job_file), "--run-root",
                     str(work / "runs")], env=environment(s3_env), check=True,
@@ -99,7 +110,8 @@ def run_ftjob(work: Path, round_index: int, s3_env: dict) -> dict:
     return {"samples_per_second": finished["metrics"]["train_samples_per_second"],
             "first_step_seconds": parse_time(first["time"]) - started,
             "stall_seconds": finished["uploadStallSeconds"],
-            "upload_seconds": sum(uploads), "checkpoints": len(uploads)}
+            "upload_seconds": sum(uploads), "checkpoints": len(uploads),
+            "server_cpu_seconds": round(cpu_seconds(server_pid) - server_cpu, 1)}
 
 
 def main() -> int:
@@ -112,12 +124,16 @@ def main() -> int:
         server = start_seaweedfs(work / "seaweedfs", niceness=15)
         try:
             server.create_bucket("bench")
-            plain, ftjob = [], []
+            plain, ftjob, local = [], [], []
+            pid = server.process.pid
             for index in range(args.rounds):
                 plain.append(run_plain(work, index))
-                ftjob.append(run_ftjob(work, index, server.env))
-                print(f"round {index + 1}: plain {plain[-1]}\n         ftjob {ftjob[-1]}",
-                      flush=True)
+                ftjob.append(run_ftjob(work, index, server.env, "s3://bench", pid))
+                local.append(run_ftjob(work, index, server.env, (work / "store").as_uri(),
+                                       pid))
+                print(f"round {index + 1}: plain        {plain[-1]}\n"
+                      f"         ftjob s3     {ftjob[-1]}\n"
+                      f"         ftjob file:// {local[-1]}", flush=True)
         finally:
             server.stop()
 
@@ -125,6 +141,8 @@ def main() -> int:
         return statistics.median(r[key] for r in rows)
 
     throughput = median(ftjob, "samples_per_second") / median(plain, "samples_per_second")
+    throughput_local = median(local, "samples_per_second") / median(plain,
+                                                                    "samples_per_second")
     first_step = median(ftjob, "first_step_seconds") / median(plain, "first_step_seconds")
     stall = sum(r["stall_seconds"] for r in ftjob) / sum(r["upload_seconds"] for r in ftjob)
     print(f"\nSame fine-tune ({TRAINING['max_steps']} steps, {PROCS} processes, batch "
@@ -134,7 +152,12 @@ def main() -> int:
           f"after {median(plain, 'first_step_seconds'):.1f} s")
     print(f"  ftjob run:     {median(ftjob, 'samples_per_second'):.2f} samples/s, first step "
           f"after {median(ftjob, 'first_step_seconds'):.1f} s")
-    print(f"throughput ratio (ftjob/plain):         {throughput:.3f}  (target >= 0.97)")
+    print(f"  ftjob, file:// {median(local, 'samples_per_second'):.2f} samples/s")
+    print(f"throughput ratio (ftjob/plain):         {throughput:.3f}  (target >= 0.97; the "
+          f"S3 server used {median(ftjob, 'server_cpu_seconds'):.1f} s of the same 2 cores "
+          "per run)")
+    print(f"  same, checkpoints to file://:         {throughput_local:.3f}  (no server on "
+          "the training cores)")
     print(f"time-to-first-step ratio (ftjob/plain): {first_step:.3f}")
     print(f"upload stall / synchronous upload:      {stall:.3f}  (target <= 0.10; "
           f"{sum(r['stall_seconds'] for r in ftjob):.2f} s blocked vs "

@@ -54,8 +54,13 @@ class Location:
             if endpoint:
                 options["endpoint_url"] = endpoint
             # Fail in seconds, not minutes, when the endpoint does not answer.
+            # The body is covered by the CRC32 checksum botocore sends with every upload, not
+            # by a SHA-256 of it in the signature: that is botocore's default over HTTPS, and
+            # over plain HTTP (an in-cluster MinIO or SeaweedFS) it would hash every
+            # checkpoint byte again on the training node's CPU.
             options["config_kwargs"] = {"connect_timeout": 5, "read_timeout": 60,
-                                        "retries": {"max_attempts": 2}}
+                                        "retries": {"max_attempts": 2},
+                                        "s3": {"payload_signing_enabled": False}}
         self.fs, self.root = fsspec.core.url_to_fs(self.uri.rstrip("/"), **options)
 
     def path(self, *parts: str) -> str:

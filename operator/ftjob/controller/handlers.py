@@ -66,7 +66,8 @@ async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
     settings.posting.level = logging.WARNING
     global _queue
     _indices.update(finetunejobs=finetunejobs, attempt_jobs=attempt_jobs)
-    _queue = WorkQueue(reconcile_key, int(os.environ.get("FTJOB_WORKERS", "16")))
+    _queue = WorkQueue(reconcile_observed, int(os.environ.get("FTJOB_WORKERS", "16")),
+                       observe=observe)
     _queue.start()
     port = metrics.serve(int(os.environ.get("FTJOB_METRICS_PORT", "9090")))
     logging.getLogger(__name__).info("Serving metrics on port %d", port)
@@ -83,7 +84,7 @@ def _plain(body: kopf.Body) -> dict:
 
 
 def _slim(body: kopf.Body) -> dict:
-    """What the decisions read of a Job or pod, kept in memory by the indices."""
+    """What the decisions read of a Job, kept in memory by the index."""
     return {"metadata": {"name": body.metadata.name, "labels": dict(body.metadata.labels),
                          "deletionTimestamp": body.metadata.get("deletionTimestamp")},
             "spec": {"suspend": body.spec.get("suspend")},
@@ -118,19 +119,20 @@ async def attempt_job_changed(namespace, labels, **_):
     _queue.add((namespace, labels.get(JOB_NAME_LABEL)), BATCH_SECONDS)
 
 
-def _only(store) -> dict | None:
-    values = list(store or [])
-    return values[-1] if values else None
+def observe(key: tuple[str, str]) -> tuple[dict | None, list[dict]]:
+    """The job and its Jobs as the indices have them, read on the event loop that updates
+    them (a worker thread reading them could see a store change size under it)."""
+    bodies = list(_indices["finetunejobs"].get(key, []))
+    return (bodies[-1] if bodies else None), list(_indices["attempt_jobs"].get(key, []))
 
 
-def reconcile_key(key: tuple[str, str]) -> float | None:
-    """One reconcile from the indices; returns when to look at the job again."""
-    body = _only(_indices["finetunejobs"].get(key))
+def reconcile_observed(observed: tuple[dict | None, list[dict]]) -> float | None:
+    """One reconcile; returns when to look at the job again."""
+    body, attempt_jobs = observed
     if body is None:
         return None  # deleted; garbage collection removes what it owned
     started = time.perf_counter()
-    plan = reconcile(body, list(_indices["attempt_jobs"].get(key, [])), DEFAULTS,
-                     RESTART_BACKOFF)
+    plan = reconcile(body, attempt_jobs, DEFAULTS, RESTART_BACKOFF)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     if plan is None:
         return 1.0  # changed underneath us too often: decide again shortly

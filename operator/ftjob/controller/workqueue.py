@@ -28,10 +28,12 @@ ERROR_BACKOFF_MAX = 60.0
 
 
 class WorkQueue:
-    def __init__(self, work: Callable[[Hashable], float | None], workers: int):
-        """`work(key)` reconciles one key and returns when to look again (seconds), or
-        None when only a new event should wake it."""
-        self._work = work
+    def __init__(self, work: Callable[[object], float | None], workers: int,
+                 observe: Callable[[Hashable], object] = lambda key: key):
+        """`work(observe(key))` reconciles one key and returns when to look again
+        (seconds), or None when only a new event should wake it. `observe` runs on the
+        event loop (where kopf updates its indices), `work` on a worker thread."""
+        self._work, self._observe = work, observe
         self._workers = workers
         self._loop: asyncio.AbstractEventLoop | None = None
         # Entries are (priority, sequence, key); a key promoted to urgent leaves a stale
@@ -99,7 +101,8 @@ class WorkQueue:
             del self._queued[key]
             self._running.add(key)
             try:
-                again = await self._loop.run_in_executor(self._executor, self._work, key)
+                again = await self._loop.run_in_executor(self._executor, self._work,
+                                                         self._observe(key))
                 self._failures.pop(key, None)
             except Exception:  # noqa: BLE001 - one job's error never stops the others
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
