@@ -18,7 +18,7 @@ from dataclasses import dataclass
 # How long a created Job may stay unseen by the watch before it is created again.
 CREATED_EXPECTATION_SECONDS = 30.0
 # At most one counts-only status write per job per this many seconds.
-COUNTS_INTERVAL_SECONDS = 5.0
+COUNTS_INTERVAL_SECONDS = 30.0
 # Status fields whose change alone is a "counts-only" change.
 COUNTS = frozenset({"replicas", "message", "observedGeneration"})
 
