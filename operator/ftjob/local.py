@@ -167,6 +167,8 @@ def summary(run: LocalRun, code: int) -> str:
         lines += [f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}"
                   for k, v in sorted(metrics.items()) if k.startswith(("eval_", "train_loss"))]
         lines.append(f"Model: {finished['output']}")
+        if finished.get("hub"):
+            lines.append(f"Hub: {finished['hub']}")
     if checkpoints:
         lines.append(f"Latest checkpoint: {checkpoints[-1]['uri']} (step "
                      f"{checkpoints[-1]['step']})")

@@ -149,6 +149,9 @@ def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
             "checkpoint_endpoint_url": spec.checkpoints.endpoint_url,
             "output_uri": placement.output_uri,
             "output_endpoint_url": spec.output.endpoint_url or spec.checkpoints.endpoint_url,
+            "hub_repo": spec.output.push_to_hub.repo if spec.output.push_to_hub else None,
+            "hub_private": spec.output.push_to_hub.private if spec.output.push_to_hub
+            else True,
         },
         "reporting": {
             "events_file": placement.events_file,

@@ -27,8 +27,9 @@ def bucket(seaweedfs):
 
 
 def s3_job(name, minilm_path, **overrides):
-    return tiny_job(name, minilm_path, checkpoints={"uri": f"s3://bad/{name}/ckpt"},
-                    output={"uri": f"s3://bad/{name}/model"}, **overrides)
+    storage = {"checkpoints": {"uri": f"s3://bad/{name}/ckpt"},
+               "output": {"uri": f"s3://bad/{name}/model"}}
+    return tiny_job(name, minilm_path, **{**storage, **overrides})
 
 
 def test_missing_column(ftjob_run, minilm_path, seaweedfs, bucket):
@@ -60,3 +61,28 @@ def test_invalid_spec_is_refused_before_running(ftjob_run, minilm_path, bucket):
     job = s3_job("typo", minilm_path, training={"learningRat": 1e-5})
     result = ftjob_run(job).run()
     assert_clean_failure(result, 1, "spec.training.learningRat", "learning_rate")
+
+
+def hub_job(name, minilm_path):
+    return s3_job(name, minilm_path, output={"uri": f"s3://bad/{name}/model", "pushToHub": {
+        "repo": "ftjob-tests/minilm", "tokenSecret": "hub-token"}})
+
+
+def test_push_to_hub_without_a_token_fails_before_training(ftjob_run, minilm_path, seaweedfs,
+                                                          bucket, tmp_path):
+    env = {**seaweedfs.env, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "",
+           "HF_HOME": str(tmp_path / "hf-home")}  # no stored token either
+    run = ftjob_run(hub_job("hub-no-token", minilm_path))
+    result = run.run(env=env, timeout=180)
+    assert_clean_failure(result, 77, "HubAccessDenied", "HF_TOKEN", "ftjob-tests/minilm")
+    assert not [e for e in run.events() if e["event"] == "progress"]  # no step was trained
+
+
+def test_push_to_hub_unreachable_fails_before_training(ftjob_run, minilm_path, seaweedfs,
+                                                       bucket):
+    env = {**seaweedfs.env, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_not_a_real_token",
+           "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}  # nothing listens there
+    run = ftjob_run(hub_job("hub-unreachable", minilm_path))
+    result = run.run(env=env, timeout=180)
+    assert_clean_failure(result, 74, "HubUnavailable", "ftjob-tests/minilm")
+    assert not [e for e in run.events() if e["event"] == "progress"]

@@ -91,6 +91,11 @@ def test_launch_command(distributed, expected):
     ({"output": {"uri": "gs://m", "credentialsSecret": "gcs"}},
      lambda j: pod(j)["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-creds"}},
                                                       {"secretRef": {"name": "gcs"}}]),
+    # The Hub token stays in its Secret, read as HF_TOKEN the way huggingface_hub reads it.
+    ({"output": {"pushToHub": {"repo": "org/m", "tokenSecret": "hub"}}},
+     lambda j: {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hub",
+                                                                  "key": "token"}}}
+     in pod(j)["containers"][0]["env"]),
     ({"podTemplate": {"labels": {"team": "a", "ftjob.dev/job-name": "spoofed"},
                       "annotations": {"a": "b"}, "tolerations": [{"key": "spot",
                                                                    "operator": "Exists"}],

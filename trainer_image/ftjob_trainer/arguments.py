@@ -59,6 +59,8 @@ class StorageArguments:
     checkpoint_endpoint_url: str | None = field(default=None)
     output_uri: str | None = field(default=None)
     output_endpoint_url: str | None = field(default=None)
+    hub_repo: str | None = field(default=None, metadata={"help": "Push the final model here"})
+    hub_private: bool = field(default=True)
     upload_queue_size: int = field(
         default=2, metadata={"help": "Checkpoints waiting for upload before training waits"})
 

@@ -63,3 +63,18 @@ class PeerLost(TrainerError):
     exit_code = EXIT_PEER_LOST
     reason = "PeerLost"
     retryable = True
+
+
+class HubUnavailable(TrainerError):
+    """The Hugging Face Hub did not answer (or offline mode is on): worth another attempt."""
+
+    exit_code = EXIT_STORAGE_UNAVAILABLE
+    reason = "HubUnavailable"
+    retryable = True
+
+
+class HubAccessDenied(TrainerError):
+    """No Hub token, or one without write access to the repository."""
+
+    exit_code = EXIT_ACCESS_DENIED
+    reason = "HubAccessDenied"

@@ -26,6 +26,7 @@ from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCal
 from .checkpoints import COMPLETE_MARKER, BackgroundUploader, CheckpointStore, utc_now
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
 from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
+from .hub import check_hub, push_folder
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
 from .preflight import check_storage, storage_locations
@@ -138,6 +139,9 @@ def train(config: Config, reporter_box: list) -> int:
     # Every node checks its own path to storage before loading weights.
     checkpoints, output = check_storage(config) if topology.is_local_main else \
         storage_locations(config)
+    hub_repo = config.storage.hub_repo
+    if hub_repo and topology.is_global_main:
+        check_hub(hub_repo)  # the token, now rather than after training
     store = CheckpointStore(checkpoints, config.storage.checkpoint_keep)
     run_id = shared_run_id()
 
@@ -208,12 +212,15 @@ def train(config: Config, reporter_box: list) -> int:
         metrics.update(trainer.evaluate())
     add_loss_metrics(metrics, config.data.metrics)
     exported = export_model(trainer, tokenizer, metrics, work_dir, output, topology)
+    hub_url = push_folder(work_dir / "model", hub_repo, config.storage.hub_private,
+                          f"ftjob: {config.job.name}, attempt {config.job.attempt}") \
+        if hub_repo and topology.is_global_main else None
     if uploader:
         uploader.close()
         if uploader.errors:
             raise StorageUnavailable(f"checkpoint upload failed: {uploader.errors[-1]}")
     last = uploader.last_saved if uploader else None
-    reporter.emit("finished", metrics=metrics, output=exported,
+    reporter.emit("finished", metrics=metrics, output=exported, hub=hub_url,
                   trainSeconds=metrics.get("train_runtime"),
                   checkpoint={"step": last.step, "uri": last.uri} if last else None,
                   uploadStallSeconds=round(upload_callback.blocked_seconds, 3))

@@ -180,9 +180,14 @@ class CheckpointSpec(ApiModel):
 
 
 class PushToHubSpec(ApiModel):
-    repo: ShortText
-    token_secret: Name
-    private: bool = True
+    """After the export, the final model, tokenizer and metrics are also uploaded to a
+    Hugging Face Hub model repository (created if missing)."""
+
+    repo: ShortText = Field(description="Hub model repository, e.g. my-org/minilm-mrpc")
+    token_secret: Name = Field(description="Secret whose key `token` holds a Hub token with "
+                                           "write access (on the cluster; `ftjob run` uses "
+                                           "HF_TOKEN or the `hf auth login` token)")
+    private: bool = Field(True, description="Create the repository as private")
 
 
 class OutputSpec(ApiModel):

@@ -229,6 +229,9 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
     ]
     if resume_from:
         env.append({"name": "FTJOB_RESUME_FROM", "value": resume_from})
+    if spec.output.push_to_hub:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": spec.output.push_to_hub.token_secret, "key": "token"}}})
     env += [item.model_dump(by_alias=True, exclude_none=True) for item in
             (template.env if template and template.env else [])]
     mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
