@@ -48,6 +48,14 @@ def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
     result = run.run()
     done = assert_trained(result, run, steps=4)
     assert "eval_accuracy" in done["metrics"]
+    # Whatever the strategy sharded, the export is a whole model Transformers can load.
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = done["output"].removeprefix("file://")
+    model, loading = AutoModelForSequenceClassification.from_pretrained(
+        model_dir, output_loading_info=True)
+    assert not loading["missing_keys"] and not loading["unexpected_keys"], loading
+    assert model.config.num_labels == 2 and AutoTokenizer.from_pretrained(model_dir)
     saved = sorted(e["step"] for e in run.events() if e["event"] == "checkpoint")
     assert saved == [2, 4]
     config = json.loads((run.run_dir / "config.json").read_text())

@@ -46,6 +46,20 @@ def defaults_from_env() -> Defaults:
 DEFAULTS = defaults_from_env()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf deep-copies every watched object to diff it for change handlers; there are
+    none here (the reconcile compares what it needs), so that copy is skipped."""
+
+    def build(self, *, body, extra_fields=None):
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body):
+        return None
+
+    def store(self, *, body, patch, essence):
+        pass
+
+
 # Filled at startup: the work queue and kopf's watch-fed indices it reconciles from.
 _queue: WorkQueue | None = None
 _indices: dict[str, kopf.Index] = {}
@@ -59,8 +73,7 @@ async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
     # patches and by the trainer, nobody else. The prefix still names anything kopf keeps.
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.peering.name = "ftjob"
     settings.peering.mandatory = False
     settings.posting.level = logging.WARNING

@@ -20,7 +20,7 @@ CREATED_EXPECTATION_SECONDS = 30.0
 # At most one counts-only status write per job per this many seconds.
 COUNTS_INTERVAL_SECONDS = 30.0
 # Status fields whose change alone is a "counts-only" change.
-COUNTS = frozenset({"replicas", "message", "observedGeneration"})
+COUNTS = frozenset({"replicas", "message"})
 
 
 @dataclass
