@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from . import render
-from .launcher_output import LauncherOutputFilter
 from .api.spec import FineTuneJob
+from .launcher_output import LauncherOutputFilter
 
 EXIT_PREEMPTED = 75
 

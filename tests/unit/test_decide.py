@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from ftjob.api.load import parse_job
-from ftjob.controller.decide import Observed, decide, restart_delay, timestamp
+from ftjob.controller.decide import (
+    Observed, attempt_with_failures, decide, restart_delay, timestamp)
 
 NOW = datetime(2026, 11, 22, 12, 0, 0)
 
@@ -213,3 +214,14 @@ def test_an_unchanged_world_decides_an_unchanged_status():
     second = decide(observe(first.status, [attempt_job(1)], [pod(1, 0), pod(1, 1)],
                             now=NOW + timedelta(seconds=30)))
     assert second.status == first.status and second.events == []
+
+
+@pytest.mark.parametrize("status, jobs, expected", [
+    ({"phase": "Running", "attempt": 1}, [attempt_job(1)], None),  # no failure counted
+    ({"phase": "Running", "attempt": 1}, [attempt_job(1, failed=True)], 1),
+    ({"phase": "Running", "attempt": 2}, [attempt_job(1, failed=True)], None),  # older one
+    ({"phase": "Restarting", "attempt": 1}, [attempt_job(1, failed=True, deleting=True)], None),
+    ({"phase": "Failed", "attempt": 1}, [attempt_job(1, failed=True)], None),  # decided
+])
+def test_pods_are_read_only_for_the_current_attempt_with_a_failure(status, jobs, expected):
+    assert attempt_with_failures(status, jobs) == expected

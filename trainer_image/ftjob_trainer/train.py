@@ -73,11 +73,14 @@ def build_reporter(config: Config, topology: Topology) -> Reporter:
     return Reporter(sinks, attempt=config.job.attempt)
 
 
+FINAL_MODEL = "model"  # the folder under the work dir that is exported and pushed
+
+
 def export_model(trainer: Trainer, tokenizer, metrics: dict, work_dir: Path,
                  location: Location | None, topology: Topology) -> str:
     """Saves the final model, tokenizer and metrics, and copies them to output storage with
     a completion marker written last."""
-    final_dir = work_dir / "model"
+    final_dir = work_dir / FINAL_MODEL
     trainer.save_model(str(final_dir))  # collective under DeepSpeed/FSDP
     if not topology.is_global_main:
         return ""
@@ -94,7 +97,8 @@ def export_model(trainer: Trainer, tokenizer, metrics: dict, work_dir: Path,
 
 
 # How gloo and NCCL word a collective that failed because a peer went away.
-COLLECTIVE_FAILURE = re.compile(r"gloo|NCCL|ProcessGroup|c10d|Connection (?:closed|reset) by peer")
+COLLECTIVE_FAILURE = re.compile(
+    r"gloo|NCCL|ProcessGroup|c10d|Connection (?:closed|reset) by peer")
 
 
 def peer_lost(error: Exception) -> PeerLost | None:
@@ -105,7 +109,8 @@ def peer_lost(error: Exception) -> PeerLost | None:
     if not isinstance(error, dist.DistError) and not (
             isinstance(error, RuntimeError) and COLLECTIVE_FAILURE.search(str(error))):
         return None
-    detail = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    text = str(error).strip()
+    detail = text.splitlines()[0][:300] if text else type(error).__name__
     return PeerLost(f"rank {dist.get_rank()} lost contact with another rank, which has "
                     f"probably failed (see its error): {detail}")
 
@@ -212,7 +217,7 @@ def train(config: Config, reporter_box: list) -> int:
         metrics.update(trainer.evaluate())
     add_loss_metrics(metrics, config.data.metrics)
     exported = export_model(trainer, tokenizer, metrics, work_dir, output, topology)
-    hub_url = push_folder(work_dir / "model", hub_repo, config.storage.hub_private,
+    hub_url = push_folder(work_dir / FINAL_MODEL, hub_repo, config.storage.hub_private,
                           f"ftjob: {config.job.name}, attempt {config.job.attempt}") \
         if hub_repo and topology.is_global_main else None
     if uploader:

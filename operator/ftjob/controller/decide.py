@@ -79,6 +79,19 @@ def operator_owned(status: dict | None) -> dict:
     return {key: value for key, value in (status or {}).items() if key not in TRAINER_OWNED}
 
 
+def attempt_with_failures(status: dict, attempt_jobs: list[dict]) -> int | None:
+    """The current attempt if its Job (not being deleted) counts a failed pod: deciding
+    then needs that attempt's pods, to tell why it failed."""
+    attempt = status.get("attempt", 0)
+    if status.get("phase") in TERMINAL or not attempt:
+        return None
+    for job in attempt_jobs:
+        if _attempt_of(job) == attempt and not job["metadata"].get("deletionTimestamp") and (
+                job.get("status", {}).get("failed") or _job_condition(job, "Failed")):
+            return attempt
+    return None
+
+
 def _unfinished(attempt_jobs: list[dict]) -> list[str]:
     """Jobs that are not Complete: stopped once the FineTuneJob has finished, so no rank
     keeps holding GPUs. A Complete one stays (its pods' logs are worth keeping)."""

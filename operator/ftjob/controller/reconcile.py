@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
-from .decide import TERMINAL, Observed, Plan, decide, operator_owned
+from .decide import Observed, Plan, attempt_with_failures, decide, operator_owned
 from .recent import Recent
 
 logger = logging.getLogger(__name__)
@@ -37,27 +37,22 @@ def parse(body: dict, defaults: manifests.Defaults):
         return None, str(error)
 
 
-def _failed_pods(namespace: str, name: str, attempt: int, attempt_jobs: list[dict]):
+def _failed_pods(namespace: str, name: str, status: dict, attempt_jobs: list[dict]):
     """The current attempt's pods, read only once its Job counts a failure. Pods are not
     watched: at hundreds of jobs their events would cost the operator and the API server
     more than everything else it does; the Job's status counts them for us."""
-    for job in attempt_jobs:
-        if int(job["metadata"]["labels"].get(manifests.ATTEMPT_LABEL, 0)) == attempt and \
-                not job["metadata"].get("deletionTimestamp") and (
-                    job["status"].get("failed") or any(
-                        c.get("type") == "Failed" and c.get("status") == "True"
-                        for c in job["status"].get("conditions") or [])):
-            return kube.list_pods(namespace, f"{manifests.JOB_NAME_LABEL}={name},"
-                                  f"{manifests.ATTEMPT_LABEL}={attempt}")
-    return []
+    attempt = attempt_with_failures(status, attempt_jobs)
+    if attempt is None:
+        return []
+    return kube.list_pods(namespace, f"{manifests.JOB_NAME_LABEL}={name},"
+                          f"{manifests.ATTEMPT_LABEL}={attempt}")
 
 
 def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now):
     metadata = body["metadata"]
     job, spec_error = parse(body, defaults)
     status = dict(body.get("status") or {})
-    pods = _failed_pods(metadata["namespace"], metadata["name"], status.get("attempt", 0),
-                        attempt_jobs) if status.get("phase") not in TERMINAL else []
+    pods = _failed_pods(metadata["namespace"], metadata["name"], status, attempt_jobs)
     observed = Observed(
         name=metadata["name"], generation=metadata.get("generation", 1), status=status,
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
@@ -91,10 +86,10 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
     for _ in range(CONFLICT_RETRIES):
         plan, status, job = _decide(body, attempt_jobs, defaults, restart_backoff_seconds,
                                     now)
-        if plan.status == operator_owned(status):
+        current = operator_owned(status)
+        if plan.status == current:
             break
-        wait = 0.0 if plan.events else RECENT.counts_wait(uid, operator_owned(status),
-                                                          plan.status)
+        wait = 0.0 if plan.events else RECENT.counts_wait(uid, current, plan.status)
         if wait:
             plan.requeue_after = min(plan.requeue_after or wait, wait)
             break
