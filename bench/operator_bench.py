@@ -64,6 +64,27 @@ def print_timeline(cluster: Cluster, namespace: str, started_at: float) -> None:
           f"last pod started {latest('pods', lambda i: i['status']['startTime']):.0f} s", flush=True)
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager",
+                 "kwok-controller")
+
+
+def control_plane_cpu(state: Path) -> dict[str, float]:
+    """CPU seconds so far of this cluster's processes, by program (they share the cores
+    with the operator or the floor script)."""
+    seconds = {}
+    for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        name, cmdline = process.info["name"], " ".join(process.info["cmdline"] or ())
+        if name in CONTROL_PLANE and str(state) in cmdline:
+            times = process.info["cpu_times"]
+            seconds[name] = seconds.get(name, 0.0) + times.user + times.system
+    return seconds
+
+
+def cpu_since(before: dict[str, float], state: Path) -> dict[str, float]:
+    return {name: round(seconds - before.get(name, 0.0), 1)
+            for name, seconds in control_plane_cpu(state).items()}
+
+
 def wait_running(cluster: Cluster, namespace: str, pods: int, started: float) -> float:
     jobs_seen = None
     while True:
@@ -105,6 +126,7 @@ def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str
             utils.create_from_dict(api, item, namespace=namespace)
 
     before = apiserver_requests(cluster)
+    cpu_before = control_plane_cpu(cluster.state_dir)
     started = time.monotonic()
     with ThreadPoolExecutor(THREADS) as pool:
         list(pool.map(create, range(jobs)))
@@ -112,7 +134,8 @@ def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str
           flush=True)
     seconds = wait_running(cluster, namespace, 2 * jobs, started)
     requests = apiserver_requests(cluster) - before
-    return {"seconds": seconds, "requests": requests}
+    return {"seconds": seconds, "requests": requests,
+            "control_plane": cpu_since(cpu_before, cluster.state_dir)}
 
 
 def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str,
@@ -132,6 +155,7 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
         time.sleep(2)  # watches established
         custom = client.CustomObjectsApi(api)
         cpu_before = sum(process.cpu_times()[:2])
+        control_plane_before = control_plane_cpu(cluster.state_dir)
         before = apiserver_requests(cluster)
         started = time.monotonic()
         with ThreadPoolExecutor(THREADS) as pool:
@@ -143,6 +167,7 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
         seconds = wait_running(cluster, namespace, 2 * jobs, started)
         requests = apiserver_requests(cluster) - before
         cpu = sum(process.cpu_times()[:2]) - cpu_before
+        control_plane = cpu_since(control_plane_before, cluster.state_dir)
         rss = process.memory_info().rss / 2**20
         text = subprocess.run(["curl", "-s", f"http://127.0.0.1:{metrics_port}/metrics"],
                               capture_output=True, text=True).stdout
@@ -153,7 +178,7 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
         os.killpg(operator.pid, 9)
         operator.wait()
     return {"seconds": seconds, "requests": requests, "cpu": cpu, "rss": rss,
-            "by_verb": by_verb}
+            "by_verb": by_verb, "control_plane": control_plane}
 
 
 def main() -> None:
@@ -187,7 +212,8 @@ def main() -> None:
                     run = run_floor if kind == "floor" else run_operator
                     result = run(cluster, api, jobs, namespace, log)
                     runs[kind].append(result)
-                    print(f"  [{namespace}] {result['seconds']:.1f} s", flush=True)
+                    print(f"  [{namespace}] {result['seconds']:.1f} s; control-plane CPU s "
+                          f"{result['control_plane']}", flush=True)
                     # The next run starts on an empty namespace set, as this one did.
                     cluster.kubectl("delete", "namespace", namespace, "--wait=true",
                                     "--timeout=300s")

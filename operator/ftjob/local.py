@@ -160,6 +160,8 @@ def summary(run: LocalRun, code: int) -> str:
     events = read_events(run)
     finished = next((e for e in reversed(events) if e["event"] == "finished"), None)
     checkpoints = [e for e in events if e["event"] == "checkpoint"]
+    if not checkpoints and finished and finished.get("checkpoint"):
+        checkpoints = [finished["checkpoint"]]  # an earlier run saved it
     lines = []
     if finished:
         metrics = finished["metrics"]

@@ -109,3 +109,27 @@ def test_accelerate_launcher(ftjob_run, minilm_path):
     assert_trained(run.run(), run, steps=2)
     config = (run.run_dir / "accelerate.yaml").read_text()
     assert "num_processes: 2" in config
+
+
+def test_finished_job_run_again_says_so_and_longer_training_continues(ftjob_run, minilm_path):
+    job = tiny_job("again", minilm_path, training={"maxSteps": 2, "saveSteps": 2})
+    run = ftjob_run(job)
+    first = finished(run) if assert_trained(run.run(), run, steps=2) else None
+
+    again = run.run()
+    assert again.returncode == 0, again.stderr[-4000:]
+    said = again.stdout + again.stderr
+    assert "Already finished at step 2: nothing left to train" in said, said[-3000:]
+    attempt_two = run.events(attempt=2)
+    assert [e["event"] for e in attempt_two] == ["finished"]  # nothing trained or loaded
+    assert attempt_two[0]["metrics"] == first["metrics"]
+    assert f"train_loss: {first['metrics']['train_loss']:.4f}" in again.stdout
+    assert "(step 2)" in again.stdout  # the checkpoint the earlier run saved
+
+    # A longer run of the same job is not finished: it resumes and trains the rest.
+    longer = run.run("--set", "training.maxSteps=4")
+    assert longer.returncode == 0, longer.stderr[-4000:]
+    started = [e for e in run.events(attempt=3) if e["event"] == "started"][0]
+    assert started["resumedFrom"]["step"] == 2
+    assert [e["step"] for e in run.events(attempt=3) if e["event"] == "progress"][-1] == 4
+    assert finished(run)["metrics"]["train_loss"] > 0

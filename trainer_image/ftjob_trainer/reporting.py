@@ -102,6 +102,9 @@ class TerminalSink:
         elif kind == "preempted":
             self._print(f"Stopping at step {record['step']} after SIGTERM; "
                         "the checkpoint is saved and the next run resumes from it")
+        elif kind == "finished" and record.get("alreadyFinished"):
+            self._print(f"Already finished at step {record['step']}: nothing left to train; "
+                        f"the model is in {record.get('output')}")
         elif kind == "finished":
             self.close()
             self._print(f"Finished in {format_duration(record.get('trainSeconds'))}; "

@@ -23,15 +23,15 @@ from transformers import (
 
 from .arguments import Config, load_config
 from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
-from .checkpoints import COMPLETE_MARKER, BackgroundUploader, CheckpointStore, utc_now
+from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
+from .export import FINAL_MODEL, export_model, finished_export
 from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
 from .hub import check_hub, push_folder
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
 from .preflight import check_storage, storage_locations
 from .reporting import JsonLinesSink, Reporter, TerminalSink
-from .storage import Location, local_files
 
 logger = logging.getLogger("ftjob_trainer")
 
@@ -49,13 +49,12 @@ class Topology:
         self.is_local_main = args.local_process_index == 0
 
 
-def shared_run_id() -> str:
-    """One id for this run on every rank, so completion markers never mix in parts a
-    previous run left behind."""
-    ids = [uuid.uuid4().hex]
+def from_main(value):
+    """Rank 0's `value` on every rank, so that all ranks take the same decision."""
+    box = [value]
     if dist.is_available() and dist.is_initialized():
-        dist.broadcast_object_list(ids, src=0)
-    return ids[0]
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def build_reporter(config: Config, topology: Topology) -> Reporter:
@@ -71,29 +70,6 @@ def build_reporter(config: Config, topology: Topology) -> Reporter:
 
         sinks.append(KubernetesStatusSink.from_environment(config.job))
     return Reporter(sinks, attempt=config.job.attempt)
-
-
-FINAL_MODEL = "model"  # the folder under the work dir that is exported and pushed
-
-
-def export_model(trainer: Trainer, tokenizer, metrics: dict, work_dir: Path,
-                 location: Location | None, topology: Topology) -> str:
-    """Saves the final model, tokenizer and metrics, and copies them to output storage with
-    a completion marker written last."""
-    final_dir = work_dir / FINAL_MODEL
-    trainer.save_model(str(final_dir))  # collective under DeepSpeed/FSDP
-    if not topology.is_global_main:
-        return ""
-    tokenizer.save_pretrained(str(final_dir))
-    (final_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if location is None:
-        return str(final_dir)
-    location.remove(COMPLETE_MARKER)
-    files = local_files(final_dir)
-    location.upload_files(final_dir, files)
-    sizes = {f: (final_dir / f).stat().st_size for f in files}
-    location.write_text(json.dumps({"savedAt": utc_now(), "files": sizes}), COMPLETE_MARKER)
-    return location.display()
 
 
 # How gloo and NCCL word a collective that failed because a peer went away.
@@ -148,11 +124,21 @@ def train(config: Config, reporter_box: list) -> int:
     if hub_repo and topology.is_global_main:
         check_hub(hub_repo)  # the token, now rather than after training
     store = CheckpointStore(checkpoints, config.storage.checkpoint_keep)
-    run_id = shared_run_id()
+    # One id for this run on every rank, so completion markers never mix in parts a
+    # previous run left behind.
+    run_id = from_main(uuid.uuid4().hex)
 
     with args.main_process_first(local=True, desc="fetching the newest checkpoint"):
         latest = store.latest()
         resume_dir = store.fetch(latest.step, work_dir / "resume") if latest else None
+    done = from_main(finished_export(output, latest, args) if topology.is_global_main
+                     else None)
+    if done is not None:
+        logger.info("Already finished at step %d: the model in %s was exported from it",
+                    latest.step, output.display())
+        reporter.emit("finished", metrics=done, output=output.display(), alreadyFinished=True,
+                      step=latest.step, checkpoint={"step": latest.step, "uri": latest.uri})
+        return 0
     if latest:
         logger.info("Resuming from %s (step %d)", latest.uri, latest.step)
 
@@ -213,10 +199,15 @@ def train(config: Config, reporter_box: list) -> int:
         raise Preempted(f"stopped by SIGTERM at step {preemption.preempted_at} after saving "
                         "a checkpoint")
     metrics = dict(result.metrics)
+    if trainer.state.global_step == (latest.step if latest else 0):
+        # Resumed at the end (the export had not been made): no step ran, so the Trainer's
+        # average loss over zero steps means nothing.
+        metrics.pop("train_loss", None)
     if "eval" in tokenized:
         metrics.update(trainer.evaluate())
     add_loss_metrics(metrics, config.data.metrics)
-    exported = export_model(trainer, tokenizer, metrics, work_dir, output, topology)
+    exported = export_model(trainer, tokenizer, metrics, work_dir / FINAL_MODEL, output,
+                            topology.is_global_main)
     hub_url = push_folder(work_dir / FINAL_MODEL, hub_repo, config.storage.hub_private,
                           f"ftjob: {config.job.name}, attempt {config.job.attempt}") \
         if hub_repo and topology.is_global_main else None
