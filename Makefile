@@ -6,7 +6,7 @@ PIP ?= $(PYTHON) -m pip
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer bench-cluster crd training-args binaries cluster-up cluster-down
+.PHONY: install demo test test-unit bench-trainer bench-cluster bench-operator bench-api-costs crd training-args binaries cluster-up cluster-down
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
@@ -46,3 +46,9 @@ cluster-down:
 
 bench-cluster:
 	$(PYTHON) -m bench.cluster_bench
+
+bench-operator: binaries
+	$(PYTHON) -m bench.operator_bench
+
+bench-api-costs: binaries
+	$(PYTHON) -m bench.api_costs
