@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from bench.operator_bench import control_plane_cpu, finetunejob
+from bench.operator_bench import control_plane_cpu, finetunejob, install_crd
 from tests.support.cluster import Cluster, build_binaries
 
 THREADS = 8
@@ -74,10 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         cluster = Cluster("ftjob-bench-api", Path(state), build_binaries()).up()
         try:
-            cluster.kubectl("apply", "--server-side", "-f",
-                            str(Path(__file__).parent.parent / "crds/finetunejobs.ftjob.dev.yaml"))
-            cluster.kubectl("wait", "--for=condition=Established",
-                            "crd/finetunejobs.ftjob.dev")
+            install_crd(cluster)
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             api.configuration.connection_pool_maxsize = THREADS * 2
             for round_ in range(args.rounds):
