@@ -25,8 +25,8 @@ from .arguments import Config, load_config
 from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
 from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
-from .export import FINAL_MODEL, export_model, finished_export
 from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
+from .export import FINAL_MODEL, export_model, finished_export
 from .hub import check_hub, push_folder
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
@@ -128,9 +128,9 @@ def train(config: Config, reporter_box: list) -> int:
     # previous run left behind.
     run_id = from_main(uuid.uuid4().hex)
 
-    with args.main_process_first(local=True, desc="fetching the newest checkpoint"):
-        latest = store.latest()
-        resume_dir = store.fetch(latest.step, work_dir / "resume") if latest else None
+    # Every rank resumes from the checkpoint rank 0 found, and there is nothing to train
+    # when the export was already made from it.
+    latest = from_main(store.latest() if topology.is_global_main else None)
     done = from_main(finished_export(output, latest, args) if topology.is_global_main
                      else None)
     if done is not None:
@@ -139,6 +139,8 @@ def train(config: Config, reporter_box: list) -> int:
         reporter.emit("finished", metrics=done, output=output.display(), alreadyFinished=True,
                       step=latest.step, checkpoint={"step": latest.step, "uri": latest.uri})
         return 0
+    with args.main_process_first(local=True, desc="fetching the newest checkpoint"):
+        resume_dir = store.fetch(latest.step, work_dir / "resume") if latest else None
     if latest:
         logger.info("Resuming from %s (step %d)", latest.uri, latest.step)
 
