@@ -48,6 +48,10 @@ def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
     result = run.run()
     done = assert_trained(result, run, steps=4)
     assert "eval_accuracy" in done["metrics"]
+    # The Trainer evaluated at the last step; the final metrics are that evaluation's.
+    evals = [e for e in run.events() if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [4]
+    assert done["metrics"]["eval_accuracy"] == evals[0]["metrics"]["eval_accuracy"]
     # Whatever the strategy sharded, the export is a whole model Transformers can load.
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -72,6 +72,18 @@ def build_reporter(config: Config, topology: Topology) -> Reporter:
     return Reporter(sinks, attempt=config.job.attempt)
 
 
+def final_eval_metrics(trainer: Trainer) -> dict:
+    """The final model's eval metrics: those of an evaluation the Trainer already ran at the
+    last step (an epoch-end or step eval), else a new evaluation. With
+    load_best_model_at_end the final model is another checkpoint's, so it is evaluated."""
+    state = trainer.state
+    last = next((entry for entry in reversed(state.log_history) if "eval_loss" in entry), None)
+    if last and last.get("step") == state.global_step and \
+            not trainer.args.load_best_model_at_end:
+        return {key: value for key, value in last.items() if key.startswith("eval_")}
+    return trainer.evaluate()
+
+
 # How gloo and NCCL word a collective that failed because a peer went away.
 COLLECTIVE_FAILURE = re.compile(
     r"gloo|NCCL|ProcessGroup|c10d|Connection (?:closed|reset) by peer")
@@ -206,7 +218,7 @@ def train(config: Config, reporter_box: list) -> int:
         # average loss over zero steps means nothing.
         metrics.pop("train_loss", None)
     if "eval" in tokenized:
-        metrics.update(trainer.evaluate())
+        metrics.update(final_eval_metrics(trainer))
     add_loss_metrics(metrics, config.data.metrics)
     exported = export_model(trainer, tokenizer, metrics, work_dir / FINAL_MODEL, output,
                             topology.is_global_main)
