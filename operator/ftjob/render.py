@@ -125,7 +125,8 @@ def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
             "trust_remote_code": spec.model.trust_remote_code,
             "use_lora": lora is not None,
             **({"lora_r": lora.r, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout,
-                "lora_target_modules": lora.target_modules} if lora else {}),
+                "lora_target_modules": lora.target_modules,
+                "lora_merge_on_export": lora.merge_on_export} if lora else {}),
         },
         "data": {
             "dataset_name": dataset.name,

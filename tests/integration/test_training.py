@@ -75,17 +75,36 @@ def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
         assert config["training"]["fsdp"].startswith("full_shard")
 
 
-def test_lora_trains_only_adapters(ftjob_run, minilm_path):
+def test_lora_trains_only_adapters_and_exports_a_merged_copy(ftjob_run, minilm_path):
     job = tiny_job("lora", minilm_path,
-                   peft={"type": "lora", "r": 4, "alpha": 8, "targetModules": ["query", "value"]},
-                   training={"maxSteps": 3, "saveSteps": 3, "learningRate": 1.0e-3})
+                   peft={"type": "lora", "r": 4, "alpha": 8, "targetModules": ["query", "value"],
+                         "mergeOnExport": True},
+                   training={"maxSteps": 3, "saveSteps": 3, "learningRate": 1.0e-2})
     run = ftjob_run(job)
     done = assert_trained(run.run(), run, steps=3)
     model_dir = Path(done["output"].removeprefix("file://"))
     adapter = json.loads((model_dir / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and set(adapter["target_modules"]) == {"query", "value"}
-    # The export holds the adapter, not a full copy of the base weights.
+    # The export holds the adapter, not a full copy of the base weights...
     assert not (model_dir / "model.safetensors").exists()
+    # ...and, asked for, the adapter merged into the base: a plain Transformers model that
+    # predicts what base + adapter predict, and not what the base alone does.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    merged = AutoModelForSequenceClassification.from_pretrained(model_dir / "merged").eval()
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    with_adapter = PeftModel.from_pretrained(base, model_dir).eval()
+    batch = AutoTokenizer.from_pretrained(model_dir / "merged")(
+        ["A cat sat on the mat.", "Stocks fell sharply today."],
+        ["The cat was sitting on the mat.", "It rained in the north."],
+        return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = with_adapter(**batch).logits
+        assert torch.allclose(merged(**batch).logits, expected, atol=1e-4)
+        with with_adapter.disable_adapter():
+            assert not torch.allclose(with_adapter(**batch).logits, expected, atol=1e-4)
 
 
 def test_causal_lm(ftjob_run, minilm_path, tmp_path):

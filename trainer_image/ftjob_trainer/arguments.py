@@ -31,6 +31,7 @@ class ModelArguments:
     lora_alpha: float = field(default=16)
     lora_dropout: float = field(default=0.05)
     lora_target_modules: list[str] | None = field(default=None)
+    lora_merge_on_export: bool = field(default=False)
 
 
 @dataclass

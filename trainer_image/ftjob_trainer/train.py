@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import torch.distributed as dist
@@ -26,7 +27,7 @@ from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCal
 from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
 from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
-from .export import FINAL_MODEL, export_model, finished_export
+from .export import FINAL_MODEL, export_model, finished_export, merged_copy
 from .hub import check_hub, push_folder
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
@@ -220,8 +221,11 @@ def train(config: Config, reporter_box: list) -> int:
     if "eval" in tokenized:
         metrics.update(final_eval_metrics(trainer))
     add_loss_metrics(metrics, config.data.metrics)
+    merge = merged_copy(lambda: load_model(model_path, replace(config.model, use_lora=False),
+                                           labels), tokenizer) \
+        if config.model.use_lora and config.model.lora_merge_on_export else None
     exported = export_model(trainer, tokenizer, metrics, work_dir / FINAL_MODEL, output,
-                            topology.is_global_main)
+                            topology.is_global_main, add_files=merge)
     hub_url = push_folder(work_dir / FINAL_MODEL, hub_repo, config.storage.hub_private,
                           f"ftjob: {config.job.name}, attempt {config.job.attempt}") \
         if hub_repo and topology.is_global_main else None

@@ -52,6 +52,9 @@ class LoraSpec(ApiModel):
     alpha: float = Field(16, gt=0, le=4096)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[ShortText] | None = bounded_list(64, default=None, min_length=1)
+    # Also export the adapter merged into the base weights (output's merged/), a plain
+    # Transformers model that loads without peft.
+    merge_on_export: bool = False
 
 
 class DatasetFiles(ApiModel):
