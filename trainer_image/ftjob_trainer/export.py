@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from transformers import Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .checkpoints import COMPLETE_MARKER, SavedCheckpoint, utc_now
 from .storage import Location, local_files
@@ -25,18 +25,18 @@ def training_length(args: TrainingArguments) -> dict:
 
 def export_model(trainer: Trainer, tokenizer, metrics: dict, final_dir: Path,
                  location: Location | None, is_global_main: bool,
-                 add_files: Callable[[Path], None] | None = None) -> str:
-    """Saves the final model, tokenizer and metrics (and whatever `add_files` adds to the
-    folder), and copies them to output storage with a completion marker written last; the
-    marker records the step and training length so a later run of the same job knows there
-    is nothing left to do."""
+                 load_lora_base: Callable[[], PreTrainedModel] | None = None) -> str:
+    """Saves the final model, tokenizer and metrics (for a LoRA job given `load_lora_base`,
+    also the adapter merged into that base), and copies them to output storage with a
+    completion marker written last; the marker records the step and training length so a
+    later run of the same job knows there is nothing left to do."""
     trainer.save_model(str(final_dir))  # collective under DeepSpeed/FSDP
     if not is_global_main:
         return ""
     tokenizer.save_pretrained(str(final_dir))
     (final_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    if add_files is not None:
-        add_files(final_dir)
+    if load_lora_base is not None:
+        save_merged(final_dir, load_lora_base(), tokenizer)
     if location is None:
         return str(final_dir)
     location.remove(COMPLETE_MARKER)
@@ -62,15 +62,12 @@ def finished_export(location: Location | None, latest: SavedCheckpoint | None,
     return json.loads(location.read_text(METRICS_FILE))
 
 
-def merged_copy(load_base: Callable[[], object], tokenizer) -> Callable[[Path], None]:
-    """For export_model: the adapter just saved, merged into a fresh copy of the base
-    weights and saved in MERGED_MODEL. Loading from the saved adapter works the same under
+def save_merged(final_dir: Path, base: PreTrainedModel, tokenizer) -> None:
+    """The adapter just saved in final_dir, merged into `base` (a fresh copy of the base
+    weights) and saved in MERGED_MODEL. Loading from the saved adapter works the same under
     every strategy (the trained weights may be sharded across ranks in memory)."""
-    def add(final_dir: Path) -> None:
-        from peft import PeftModel
+    from peft import PeftModel
 
-        merged = PeftModel.from_pretrained(load_base(), str(final_dir)).merge_and_unload()
-        merged.save_pretrained(str(final_dir / MERGED_MODEL))
-        tokenizer.save_pretrained(str(final_dir / MERGED_MODEL))
-
-    return add
+    merged = PeftModel.from_pretrained(base, str(final_dir)).merge_and_unload()
+    merged.save_pretrained(str(final_dir / MERGED_MODEL))
+    tokenizer.save_pretrained(str(final_dir / MERGED_MODEL))

@@ -27,7 +27,7 @@ from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCal
 from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
 from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
-from .export import FINAL_MODEL, export_model, finished_export, merged_copy
+from .export import FINAL_MODEL, export_model, finished_export
 from .hub import check_hub, push_folder
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
@@ -56,6 +56,13 @@ def from_main(value):
     if dist.is_available() and dist.is_initialized():
         dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def resume_point(store: CheckpointStore, output, args) -> tuple:
+    """The newest complete checkpoint, and the final metrics if the export was already made
+    from it (nothing left to train)."""
+    latest = store.latest()
+    return latest, finished_export(output, latest, args)
 
 
 def build_reporter(config: Config, topology: Topology) -> Reporter:
@@ -143,9 +150,8 @@ def train(config: Config, reporter_box: list) -> int:
 
     # Every rank resumes from the checkpoint rank 0 found, and there is nothing to train
     # when the export was already made from it.
-    latest = from_main(store.latest() if topology.is_global_main else None)
-    done = from_main(finished_export(output, latest, args) if topology.is_global_main
-                     else None)
+    latest, done = from_main(resume_point(store, output, args) if topology.is_global_main
+                             else None)
     if done is not None:
         logger.info("Already finished at step %d: the model in %s was exported from it",
                     latest.step, output.display())
@@ -221,11 +227,11 @@ def train(config: Config, reporter_box: list) -> int:
     if "eval" in tokenized:
         metrics.update(final_eval_metrics(trainer))
     add_loss_metrics(metrics, config.data.metrics)
-    merge = merged_copy(lambda: load_model(model_path, replace(config.model, use_lora=False),
-                                           labels), tokenizer) \
+    load_lora_base = (lambda: load_model(model_path, replace(config.model, use_lora=False),
+                                         labels)) \
         if config.model.use_lora and config.model.lora_merge_on_export else None
     exported = export_model(trainer, tokenizer, metrics, work_dir / FINAL_MODEL, output,
-                            topology.is_global_main, add_files=merge)
+                            topology.is_global_main, load_lora_base)
     hub_url = push_folder(work_dir / FINAL_MODEL, hub_repo, config.storage.hub_private,
                           f"ftjob: {config.job.name}, attempt {config.job.attempt}") \
         if hub_repo and topology.is_global_main else None
