@@ -97,6 +97,21 @@ def cpu_since(before: dict[str, float], state: Path) -> dict[str, float]:
             for name, seconds in control_plane_cpu(state).items()}
 
 
+def settle(state: Path, idle_cores: float = 0.1, limit: float = 120) -> None:
+    """Waits until the control plane is idle: the namespace is gone before garbage
+    collection and the API server's own cleanup are, and a run that starts on top of that
+    work measures it too."""
+    started = time.monotonic()
+    before = sum(control_plane_cpu(state).values())
+    while time.monotonic() - started < limit:
+        time.sleep(2)
+        now = sum(control_plane_cpu(state).values())
+        if (now - before) / 2 < idle_cores:
+            break
+        before = now
+    print(f"  control plane idle after {time.monotonic() - started:.0f} s", flush=True)
+
+
 class RunningPods:
     """Watches a namespace's pods from before the first create and notes when `target` of
     them are Running. A watch instead of polling with kubectl: polling twice a second cost
@@ -247,6 +262,7 @@ def main() -> None:
                             for i in range(BENCH_NODES)])
             cluster.kubectl("wait", "--for=condition=Ready", "node", "-l", "bench=true",
                             "--timeout=60s")
+            settle(cluster.state_dir)
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             api.configuration.connection_pool_maxsize = THREADS * 2
             log = args.operator_log or Path(state) / "operator.log"
@@ -262,6 +278,7 @@ def main() -> None:
                     # The next run starts on an empty namespace set, as this one did.
                     cluster.kubectl("delete", "namespace", namespace, "--wait=true",
                                     "--timeout=300s")
+                    settle(cluster.state_dir)
         finally:
             cluster.down()
     floor, operator = runs["floor"], runs["operator"]

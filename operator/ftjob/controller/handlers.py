@@ -77,6 +77,11 @@ async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
     settings.peering.name = "ftjob"
     settings.peering.mandatory = False
     settings.posting.level = logging.WARNING
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # kopf logs "Handler '…' succeeded." at INFO for every watch event: a line per Job
+        # status change, which at hundreds of jobs costs more CPU than the reconciles. Our
+        # own per-job lines (phase changes, creates) say what matters; --verbose keeps both.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     global _queue
     _indices.update(finetunejobs=finetunejobs, attempt_jobs=attempt_jobs)
     _queue = WorkQueue(reconcile_observed, int(os.environ.get("FTJOB_WORKERS", "16")),
@@ -92,8 +97,13 @@ async def stop(**_) -> None:
         await _queue.stop()
 
 
+# kopf hands each watch event's object to the handlers as a read-only view over the parsed
+# JSON and never changes it afterwards, so the indices keep its parts as they are, without
+# a copy (and without managedFields, which nothing here reads).
+
 def _plain(body: kopf.Body) -> dict:
-    return json.loads(json.dumps(dict(body)))
+    metadata = {key: value for key, value in body.metadata.items() if key != "managedFields"}
+    return {**body, "metadata": metadata}
 
 
 def _slim(body: kopf.Body) -> dict:
@@ -101,7 +111,7 @@ def _slim(body: kopf.Body) -> dict:
     return {"metadata": {"name": body.metadata.name, "labels": dict(body.metadata.labels),
                          "deletionTimestamp": body.metadata.get("deletionTimestamp")},
             "spec": {"suspend": body.spec.get("suspend")},
-            "status": _plain(body.status)}
+            "status": dict(body.status)}
 
 
 # Index and event functions are async: they never block, and kopf would otherwise hop to a
