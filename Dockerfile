@@ -5,7 +5,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY trainer_image/ftjob_trainer ./trainer_image/ftjob_trainer
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+COPY requirements/lock.txt /tmp/lock.txt
+RUN pip install --no-cache-dir -c /tmp/lock.txt setuptools \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11.10-slim-bookworm
 ARG FTJOB_VERSION=0.1.0
@@ -14,11 +16,10 @@ ENV FTJOB_VERSION=${FTJOB_VERSION} \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1
 COPY --from=build /wheels /wheels
-# Versions pinned as tested; the ranges in pyproject.toml allow them.
-RUN pip install "/wheels/ftjob-${FTJOB_VERSION}-py3-none-any.whl[operator]" \
-        kopf==1.45.2 kubernetes==37.0.1 prometheus-client==0.26.0 pydantic==2.14.3 \
-        pyyaml==6.0.3 \
-    && rm -rf /wheels \
+COPY requirements/lock.txt /tmp/lock.txt
+# The operator extra at the versions the lock pins (the ones `make test` passed with).
+RUN pip install -c /tmp/lock.txt "/wheels/ftjob-${FTJOB_VERSION}-py3-none-any.whl[operator]" \
+    && rm -rf /wheels /tmp/lock.txt \
     && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin ftjob
 USER 10001:10001
 EXPOSE 8080 9090

@@ -3,13 +3,17 @@
 #   make test   installs ftjob with its test dependencies and runs the whole suite
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
+# Every package of the dev/test environment at the version the tests passed with; the images
+# install from it too. pyproject.toml keeps compatible ranges for users.
+LOCK := requirements/lock.txt
+UV_VERSION := 0.13.9
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer bench-cluster bench-operator bench-api-costs crd training-args binaries cluster-up cluster-down
+.PHONY: install demo test test-unit bench-trainer bench-cluster bench-operator bench-api-costs crd training-args binaries cluster-up cluster-down lock deps-upgrade
 
 install:
-	$(PIP) install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PIP) install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
 
 demo: install
 	$(PYTHON) examples/seed_model_cache.py
@@ -32,6 +36,21 @@ crd:
 # a test fails when it differs from the installed transformers.
 training-args:
 	$(PYTHON) -c "from ftjob.api import training_args as t; import json; t.TABLE.write_text(json.dumps(t.generate_table(), indent=1, sort_keys=True) + '\n')"
+
+# `lock` re-resolves after pyproject.toml changed, keeping every other pin; `deps-upgrade`
+# moves everything to the newest versions the ranges allow, regenerates the committed tables
+# and runs the fast tests: review `git diff`, then commit the bump on its own.
+UV_COMPILE = $(PYTHON) -m uv pip compile pyproject.toml --extra dev --universal --quiet \
+	--custom-compile-command "make lock" -o $(LOCK)
+
+lock:
+	$(PIP) install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV_COMPILE)
+
+deps-upgrade:
+	$(PIP) install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV_COMPILE) --upgrade
+	$(MAKE) install training-args crd test-unit
 
 binaries:
 	bash hack/build-binaries.sh

@@ -68,8 +68,8 @@ def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
     assert status["checkpoint"]["uri"].endswith(f"e2e/{namespace}/e2e/checkpoint-16")
     keys = storage.keys("e2e", f"{namespace}/e2e/")
     assert f"{namespace}/e2e/checkpoint-16/_COMPLETE.json" in keys
-    assert f"{namespace}/e2e/model/_COMPLETE.json" in keys or \
-        any(k.startswith(f"{namespace}/e2e/model/") for k in keys)
+    for exported in ("_COMPLETE.json", "config.json", "model.safetensors", "metrics.json"):
+        assert f"{namespace}/e2e/model/{exported}" in keys, (exported, sorted(keys))
     waited = cluster.kubectl("wait", "--for=condition=Succeeded", "finetunejob/e2e", "-n",
                              namespace, "--timeout=1s", check=False)
     assert waited.returncode == 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ftjob import render
 from ftjob.api import load_job, parse_job
+from tests.conftest import REPO
 from tests.unit.test_validation import GOOD, with_changes
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -89,6 +93,23 @@ def test_accelerate_config(nodes, procs, rank, expected):
         assert config[key] == value
 
 
-def test_rendering_is_deterministic():
-    job = parse_job(GOOD)
-    assert render.trainer_config(job, PLACEMENT) == render.trainer_config(job, PLACEMENT)
+RENDER_QUICKSTART = """
+import json, sys
+from ftjob import render
+from ftjob.api import load_job
+from tests.unit.test_render import PLACEMENT
+job = load_job(sys.argv[1])
+sys.stdout.write(json.dumps(render.trainer_config(job, PLACEMENT), indent=2))
+"""
+
+
+def test_rendered_config_is_the_same_in_every_process():
+    """`ftjob run` writes the config without sorting keys, and every node of a cluster job
+    reads one rendered by the operator: nothing may depend on set or hash order, which
+    differs between processes."""
+    rendered = {subprocess.run([sys.executable, "-c", RENDER_QUICKSTART,
+                                str(EXAMPLES / "quickstart.yaml")],
+                               env={**os.environ, "PYTHONHASHSEED": str(seed)}, cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout
+                for seed in range(4)}
+    assert len(rendered) == 1

@@ -151,8 +151,42 @@ def test_non_mapping_document():
 
 
 def test_committed_training_arguments_table_matches_installed_transformers():
-    from ftjob.api.training_args import TABLE, generate_table
+    from ftjob.api.training_args import TABLE, generate_table, table_changes
 
-    committed = json.loads(TABLE.read_text())
-    assert committed == generate_table(), \
-        "transformers changed TrainingArguments: review, then run `make training-args`"
+    changes = table_changes(json.loads(TABLE.read_text()), generate_table())
+    assert not changes, ("transformers changed TrainingArguments; review, then run "
+                         "`make training-args`:\n" + "\n".join(changes))
+
+
+def edited_table(edit) -> dict:
+    from ftjob.api.training_args import TABLE
+
+    table = json.loads(TABLE.read_text())
+    edit(table)
+    return table
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda t: t["fields"].update(new_knob="int") or t["defaults"].update(new_knob=3),
+     ["new_knob: added (an integer, default 3)"]),
+    (lambda t: t["fields"].pop("warmup_steps"), ["warmup_steps: removed"]),
+    (lambda t: t["fields"].update(seed="float"), ["seed: was an integer, now a number"]),
+    (lambda t: t["fields"]["optim"]["union"][0]["enum"].remove("adamw_torch"),
+     ["optim: was "]),
+    (lambda t: t["defaults"].update(learning_rate=1e-3),
+     ["learning_rate: default was 5e-05, now 0.001"]),
+])
+def test_training_arguments_drift_names_each_changed_field(edit, expected):
+    from ftjob.api.training_args import TABLE, table_changes
+
+    changes = table_changes(json.loads(TABLE.read_text()), edited_table(edit))
+    assert len(changes) == len(expected)
+    for change, start in zip(changes, expected):
+        assert change.startswith(start), changes
+
+
+def test_a_new_transformers_version_alone_is_not_drift():
+    from ftjob.api.training_args import TABLE, table_changes
+
+    bumped = edited_table(lambda t: t.update(transformers="99.0.0"))
+    assert table_changes(json.loads(TABLE.read_text()), bumped) == []

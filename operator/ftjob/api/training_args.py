@@ -71,15 +71,54 @@ def describe_type(annotation: Any) -> Any:
     return "any"  # an annotation we do not model: TrainingArguments judges it at run time
 
 
+def json_default(field: dataclasses.Field) -> Any:
+    """A field's default as JSON (enums by value), or None when it has none we can record."""
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        return None
+    if isinstance(value, enum.Enum):
+        return value.value
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def generate_table() -> dict:
-    """The table for the installed transformers (imports torch: slow, so it is committed)."""
+    """The table for the installed transformers (imports torch: slow, so it is committed).
+    `transformers` records which version it was made from; only `fields` and `defaults`
+    are compared when checking for drift."""
     import transformers
     from transformers import TrainingArguments
 
     hints = typing.get_type_hints(TrainingArguments)
+    fields = [f for f in dataclasses.fields(TrainingArguments) if f.init]
     return {"transformers": transformers.__version__,
-            "fields": {f.name: describe_type(hints.get(f.name, Any))
-                       for f in dataclasses.fields(TrainingArguments) if f.init}}
+            "fields": {f.name: describe_type(hints.get(f.name, Any)) for f in fields},
+            "defaults": {f.name: json_default(f) for f in fields}}
+
+
+def table_changes(committed: dict, current: dict) -> list[str]:
+    """What differs between two tables in what validation reads (field names, their types
+    and choices, their defaults), one line per field; the transformers version is ignored."""
+    changes = []
+    old, new = committed["fields"], current["fields"]
+    old_defaults, new_defaults = committed.get("defaults", {}), current.get("defaults", {})
+    for name in sorted(old.keys() | new.keys()):
+        if name not in new:
+            changes.append(f"{name}: removed")
+        elif name not in old:
+            changes.append(f"{name}: added ({_describe(new[name])}, "
+                           f"default {new_defaults.get(name)!r})")
+        elif old[name] != new[name]:
+            changes.append(f"{name}: was {_describe(old[name])}, now {_describe(new[name])}")
+        elif old_defaults.get(name) != new_defaults.get(name):
+            changes.append(f"{name}: default was {old_defaults.get(name)!r}, "
+                           f"now {new_defaults.get(name)!r}")
+    return changes
 
 
 @functools.cache
