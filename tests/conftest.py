@@ -52,10 +52,17 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture
 def namespace(cluster, request):
-    """A fresh namespace per test, deleted afterwards without waiting."""
+    """A fresh namespace per test, deleted afterwards without waiting.
+
+    Tests of the in-process operator get `t-` namespaces (the ones it watches), the others
+    `c-`. kopf, watching a namespace pattern, holds every handler until it has listed each
+    matching namespace, and one that is still terminating when it starts keeps it waiting
+    until the namespace is gone: minutes here. The operator starts with the first test that
+    needs it, before any `t-` namespace was deleted."""
     readable = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40]
     digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
-    name = f"t-{readable.strip('-')}-{digest}"
+    prefix = "t" if "operator" in request.fixturenames else "c"
+    name = f"{prefix}-{readable.strip('-')}-{digest}"
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

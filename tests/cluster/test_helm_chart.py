@@ -69,7 +69,7 @@ def test_rbac_has_no_wildcards_and_no_secrets(cluster):
 
 @pytest.fixture
 def release(cluster, crd):
-    namespace = restricted_namespace(cluster, f"t-ftjob-system-{os.getpid()}")
+    namespace = restricted_namespace(cluster, f"c-ftjob-system-{os.getpid()}")
     helm(cluster, "install", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
          "120s", "--set", "crds.enabled=false", "--set", "image.repository=registry.example/op",
          "--set", "defaults.checkpointUri=s3://ftjob-test/checkpoints",
@@ -130,7 +130,7 @@ def test_install_under_pod_security_restricted_and_least_privilege(cluster, rele
 
 
 def test_upgrade_and_uninstall_keep_the_crd_and_the_jobs(cluster, tmp_path):
-    namespace = restricted_namespace(cluster, f"t-ftjob-upgrade-{os.getpid()}")
+    namespace = restricted_namespace(cluster, f"c-ftjob-upgrade-{os.getpid()}")
     # The session's CRD was applied with kubectl: hand it to the release the way a cluster
     # admin adopts existing objects into Helm.
     crd_name = "crd/finetunejobs.ftjob.dev"
