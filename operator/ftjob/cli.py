@@ -6,25 +6,37 @@ import argparse
 import sys
 from pathlib import Path
 
-from .api.load import SpecError, load_job
+from .api.load import SpecError, apply_overrides, load_job, parse_job, read_documents
 
 
 def _print_errors(source: str, error: SpecError) -> None:
+    if [path for path, _ in error.problems] == [source]:  # the file itself, not a field
+        print(f"{source}: {error.problems[0][1]}", file=sys.stderr)
+        return
     print(f"{source}: not a valid FineTuneJob:", file=sys.stderr)
     for path, message in error.problems:
         print(f"  {path}: {message}", file=sys.stderr)
 
 
 def cmd_validate(args) -> int:
+    """Every document of every file, as `kubectl apply -f` would send each of them."""
     failed = 0
     for file in args.files:
         try:
-            job = load_job(file, args.set)
+            documents = read_documents(file)
         except SpecError as error:
             _print_errors(file, error)
             failed += 1
             continue
-        print(f"{file}: valid FineTuneJob {job.metadata.name}")
+        for index, document in enumerate(documents, start=1):
+            where = file if len(documents) == 1 else f"{file} (document {index})"
+            try:
+                job = parse_job(apply_overrides(document, args.set))
+            except SpecError as error:
+                _print_errors(where, error)
+                failed += 1
+                continue
+            print(f"{where}: valid FineTuneJob {job.metadata.name}")
     return 1 if failed else 0
 
 

@@ -49,6 +49,11 @@ def _structural(node: Any, defs: dict) -> Any:
             out.update(maximum=value, exclusiveMaximum=True)
         elif key == "properties":
             out[key] = {name: _structural(sub, defs) for name, sub in value.items()}
+        elif key == "patternProperties":
+            # Map keys with a pattern (label keys): a structural schema cannot check keys, so
+            # a CEL rule on the map does (api/pod.py label_map), and the values keep theirs.
+            (value_schema,) = value.values()
+            out["additionalProperties"] = _structural(value_schema, defs)
         elif key == "additionalProperties":
             if value is True or value == {}:
                 out["x-kubernetes-preserve-unknown-fields"] = True

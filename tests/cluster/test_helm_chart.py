@@ -144,7 +144,7 @@ def test_upgrade_and_uninstall_keep_the_crd_and_the_jobs(cluster, tmp_path):
     cluster.apply({"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
                    "metadata": {"name": "kept"},
                    "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "t.csv"}},
-                            "checkpoints": {"uri": "s3://b/kept"},
+                            "checkpoints": {"uri": "s3://bkt/kept"},
                             "runPolicy": {"suspend": True}}}, namespace=namespace)
     before = cluster.get("deployment", "ftjob", "-n", namespace)
     helm(cluster, "upgrade", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",

@@ -19,8 +19,8 @@ pytestmark = pytest.mark.cluster
 def finetunejob(name: str) -> dict:
     return {"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
             "metadata": {"name": name},
-            "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "s3://d/t.csv"}},
-                     "checkpoints": {"uri": "s3://b/c"},
+            "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "s3://data/t.csv"}},
+                     "checkpoints": {"uri": "s3://bkt/c"},
                      "runPolicy": {"suspend": True}}}
 
 
@@ -53,7 +53,7 @@ def events(count: int):
                "gradNorm": 0.5}
     yield {"event": "eval", "time": "te", "step": count,
            "metrics": {"eval_accuracy": 0.8, "eval_loss": 0.4, "epoch": 1}}
-    yield {"event": "checkpoint", "time": "tc", "step": count, "uri": "s3://b/c/checkpoint-40",
+    yield {"event": "checkpoint", "time": "tc", "step": count, "uri": "s3://bkt/c/checkpoint-40",
            "savedAt": "2026-11-22T00:00:00.000Z", "uploadSeconds": 1.0}
 
 
@@ -66,7 +66,7 @@ def test_rank0_patches_progress_metrics_and_checkpoint_of_its_own_job(cluster, n
     sink.close()
     found = eventually(lambda: (lambda s: s if s.get("checkpoint") else None)(
         status(cluster, namespace, "mine")), what="the checkpoint on status")
-    assert found["checkpoint"] == {"uri": "s3://b/c/checkpoint-40", "step": 40,
+    assert found["checkpoint"] == {"uri": "s3://bkt/c/checkpoint-40", "step": 40,
                                    "savedAt": "2026-11-22T00:00:00.000Z"}
     assert found["progress"]["step"] == 40 and found["progress"]["loss"] == 1 / 40
     assert "gradNorm" not in found["progress"]

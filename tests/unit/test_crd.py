@@ -31,7 +31,8 @@ def schema():
 
 
 def test_schema_is_structural():
-    forbidden = {"$ref", "anyOf", "oneOf", "allOf", "propertyNames", "$defs", "const"}
+    forbidden = {"$ref", "anyOf", "oneOf", "allOf", "propertyNames", "$defs", "const",
+                 "patternProperties"}
     for path, node in walk(schema()):
         assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
         assert not forbidden & node.keys(), (path, forbidden & node.keys())

@@ -85,10 +85,10 @@ def test_launch_command(distributed, expected):
      and j["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
      and pod(j)["priorityClassName"] == "high"),
     ({}, lambda j: j["spec"]["suspend"] is False and j["spec"]["backoffLimit"] == 0),
-    ({"checkpoints": {"uri": "s3://b/j", "credentialsSecret": "mine"},
-      "output": {"uri": "s3://b/m", "credentialsSecret": "mine"}},
+    ({"checkpoints": {"uri": "s3://bkt/j", "credentialsSecret": "mine"},
+      "output": {"uri": "s3://bkt/m", "credentialsSecret": "mine"}},
      lambda j: pod(j)["containers"][0]["envFrom"] == [{"secretRef": {"name": "mine"}}]),
-    ({"output": {"uri": "gs://m", "credentialsSecret": "gcs"}},
+    ({"output": {"uri": "gs://models", "credentialsSecret": "gcs"}},
      lambda j: pod(j)["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-creds"}},
                                                       {"secretRef": {"name": "gcs"}}]),
     # The Hub token stays in its Secret, read as HF_TOKEN the way huggingface_hub reads it.

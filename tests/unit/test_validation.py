@@ -44,7 +44,7 @@ def with_changes(changes: dict, drop: tuple = ()) -> dict:
 
 GOOD_CASES = {
     "minimal hub job": {},
-    "files instead of hub": {"spec.dataset": {"files": {"train": "s3://b/train.csv"},
+    "files instead of hub": {"spec.dataset": {"files": {"train": "s3://bkt/train.csv"},
                                               "textColumns": ["text"]}},
     "lora": {"spec.peft": {"type": "lora", "r": 16, "targetModules": ["query", "value"]}},
     "deepspeed stage 3 with offload": {"spec.distributed": {
@@ -96,18 +96,20 @@ BAD_CASES = {
     "zero nodes": ({"spec.distributed": {"nodes": 0}}, (), "spec.distributed.nodes",
                    ["greater than or equal to 1"]),
     "storage uri scheme": ({"spec.checkpoints": {"uri": "ftp://x/y"}}, (),
-                           "spec.checkpoints.uri", ["pattern"]),
+                           "spec.checkpoints.uri", ["storage URI", "s3://BUCKET/PATH"]),
     "keep zero": ({"spec.checkpoints": {"keep": 0}}, (), "spec.checkpoints.keep",
                   ["greater than or equal to 1"]),
     "hostPath volume": ({"spec.podTemplate": {"volumes": [{"name": "h", "hostPath": {}}]}},
-                        (), "spec.podTemplate.volumes", ["hostPath"]),
+                        (), "spec.podTemplate.volumes[0].hostPath",
+                        ["unknown field", "emptyDir", "persistentVolumeClaim"]),
     "privileged via podTemplate": ({"spec.podTemplate": {"securityContext": {
         "privileged": True}}}, (), "spec.podTemplate.securityContext", ["unknown field"]),
     "classification metric on causal lm": ({"spec.model.task": "causal-lm",
                                             "spec.metrics": ["accuracy"]}, (), "spec",
                                            ["perplexity"]),
     "name too long": ({"metadata.name": "a" * 41}, (), "metadata.name", ["40"]),
-    "name starts with digit": ({"metadata.name": "1job"}, (), "metadata.name", ["pattern"]),
+    "name starts with digit": ({"metadata.name": "1job"}, (), "metadata.name",
+                               ["start with a letter"]),
     "wrong kind": ({"kind": "PyTorchJob"}, (), "kind", ["FineTuneJob"]),
 }
 

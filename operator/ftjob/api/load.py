@@ -1,14 +1,41 @@
-"""Reading FineTuneJob documents and turning validation failures into field-path messages."""
+"""Reading FineTuneJob documents and turning validation failures into field-path messages.
+
+Documents are read as kubectl reads them (kube_yaml) and nulls are dropped the way the API
+server prunes them from a structural schema, so a file `ftjob validate` accepts is one the
+API server admits, and the other way round."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from . import base, pod
+from .kube_yaml import DocumentError, load_all, load_value
 from .spec import FineTuneJob
+
+# Free-form parts of the spec, kept as written: a null there means "None" to the library.
+FREE_FORM = (("spec", "training"), ("spec", "distributed", "deepspeed", "config"))
+# What each pattern of base.py asks for, in words (the regular expression is no message).
+PATTERN_MEANINGS = {
+    base.STORAGE_URI: "must be a storage URI: s3://BUCKET/PATH, gs://BUCKET/PATH, "
+                      "az://CONTAINER/PATH (bucket names as the provider allows them: 3 to 63 "
+                      "lowercase letters, digits, '-' or '.') or file:///ABSOLUTE/PATH",
+    base.ENDPOINT_URL: "must be an http(s) URL of a host and an optional port, e.g. "
+                       "http://minio.storage:9000",
+    base.DNS_SUBDOMAIN: "must be a Kubernetes object name: lowercase letters, digits, '-' "
+                        "and '.', starting and ending with a letter or digit",
+    base.DNS_LABEL: "must be lowercase letters, digits and '-', starting and ending with a "
+                    "letter or digit",
+    base.QUALIFIED_NAME: base.QUALIFIED_NAME_MEANING,
+    base.LABEL_VALUE: "must be at most 63 letters, digits, '-', '_' or '.', starting and "
+                      "ending with a letter or digit",
+    base.QUANTITY: "must be a Kubernetes quantity, e.g. 500m, 2, 16Gi",
+    base.JOB_NAME: "must start with a letter and hold only lowercase letters, digits and '-'",
+    pod.ABSOLUTE_PATH: "must be an absolute path",
+    pod.RELATIVE_PATH: "must be a relative path without '..' segments",
+}
 
 
 class SpecError(Exception):
@@ -45,10 +72,21 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _message(item: dict) -> str:
+    if item["type"] == "string_pattern_mismatch":
+        return PATTERN_MEANINGS.get(item["ctx"]["pattern"], item["msg"])
+    return _short(item["msg"].removeprefix("Value error, "), 300)
+
+
 def _problems(error: ValidationError) -> list[tuple[str, str]]:
     problems = []
-    for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
+    for item in error.errors(include_url=False, include_input=False):
+        loc = tuple(_short(part) if isinstance(part, str) else part for part in item["loc"])
         if item["type"] == "extra_forbidden":
             owner = _model_at(loc[:-1])
             allowed = sorted(f.alias or n for n, f in owner.model_fields.items()) if owner else []
@@ -56,13 +94,25 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
             problems.append((_path(loc), f"unknown field{hint}"))
         elif item["type"] == "training_arguments":
             for name, message in item["ctx"]["problems"]:
-                problems.append((_path((*loc, name)), message))
+                problems.append((_path((*loc, _short(name))), message))
         elif item["type"] == "missing":
             problems.append((_path(loc), "is required"))
         else:
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append((_path(loc), message))
+            problems.append((_path(loc), _message(item)))
     return problems
+
+
+def drop_nulls(value: Any, path: tuple = ()) -> Any:
+    """The document without null values, as the API server prunes them (a null field is an
+    absent one), except in the free-form parts."""
+    if path in FREE_FORM:
+        return value
+    if isinstance(value, dict):
+        return {key: drop_nulls(item, (*path, key)) for key, item in value.items()
+                if item is not None}
+    if isinstance(value, list):
+        return [drop_nulls(item, path) for item in value]
+    return value
 
 
 def parse_job(document: Any) -> FineTuneJob:
@@ -70,35 +120,48 @@ def parse_job(document: Any) -> FineTuneJob:
         raise SpecError([("(document)", "must be a FineTuneJob mapping with apiVersion, kind, "
                                         "metadata and spec")])
     try:
-        return FineTuneJob.model_validate(document)
+        return FineTuneJob.model_validate(drop_nulls(document))
     except ValidationError as error:
         raise SpecError(_problems(error)) from None
 
 
-def read_document(path: str | Path) -> dict:
+def read_documents(path: str | Path) -> list[Any]:
+    """Every document of a file (kubectl applies each one)."""
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as error:
         raise SpecError([(str(path), f"cannot be read: {error.strerror}")]) from None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as error:
-        raise SpecError([(str(path), f"is not valid YAML: {error}")]) from None
+        documents = load_all(data)
+    except DocumentError as error:
+        raise SpecError([(str(path), str(error))]) from None
+    if not documents:
+        raise SpecError([(str(path), "holds no document")])
+    return documents
+
+
+def read_document(path: str | Path) -> Any:
+    """The one document of a file that must hold exactly one (`ftjob run`)."""
+    documents = read_documents(path)
     if len(documents) != 1:
-        raise SpecError([(str(path), f"must hold exactly one document, found {len(documents)}")])
+        raise SpecError([(str(path), f"holds {len(documents)} documents; ftjob run runs one "
+                                     "job, so give it a file with one FineTuneJob")])
     return documents[0]
 
 
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec")
 
 
-def apply_overrides(document: dict, overrides: list[str]) -> dict:
-    """Applies `a.b.c=value` settings (value parsed as YAML); paths start at `spec` unless they
-    name another top-level key."""
+def apply_overrides(document: Any, overrides: list[str]) -> Any:
+    """Applies `a.b.c=value` settings (value read like YAML in a document); paths start at
+    `spec` unless they name another top-level key."""
     for setting in overrides:
         key, sep, raw = setting.partition("=")
-        if not sep or not key:
-            raise SpecError([(setting, "--set takes PATH=VALUE, e.g. training.maxSteps=20")])
+        if not sep or not key or not all(key.split(".")):
+            raise SpecError([(_short(setting), "--set takes PATH=VALUE, e.g. "
+                                               "training.maxSteps=20")])
+        if not isinstance(document, dict):
+            return document  # parse_job says what is wrong with it
         parts = key.split(".")
         if parts[0] not in TOP_LEVEL:
             parts.insert(0, "spec")
@@ -106,9 +169,13 @@ def apply_overrides(document: dict, overrides: list[str]) -> dict:
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise SpecError([(key, f"{part} is not a mapping, cannot set a field inside")])
+                raise SpecError([(_short(key), f"{part} is not a mapping, cannot set a field "
+                                               "inside")])
             node = child
-        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+        try:
+            node[parts[-1]] = load_value(raw) if raw else ""
+        except DocumentError as error:
+            raise SpecError([(_short(key), f"--set value {error}")]) from None
     return document
 
 

@@ -14,26 +14,22 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from .base import (
     JOB_NAME,
-    EnvName,
     JOB_NAME_MAX_LENGTH,
     ApiModel,
+    EndpointUrl,
     LongText,
     Name,
-    Quantity,
     ShortText,
     StorageUri,
     bounded_list,
+    cel,
 )
+from .pod import PodTemplate, Resources
 from .training_args import check_training_arguments
 
 Task = Literal["sequence-classification", "causal-lm"]
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
 Launcher = Literal["torchrun", "accelerate"]
-
-
-def cel(*rules: tuple[str, str]) -> dict:
-    """json_schema_extra carrying CEL rules as (rule, message) pairs."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
 class ModelSpec(ApiModel):
@@ -178,7 +174,8 @@ class CheckpointSpec(ApiModel):
         None, description="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the "
         "provider's variables), mounted as environment variables"
     )
-    endpoint_url: ShortText | None = Field(None, description="S3-compatible endpoint")
+    endpoint_url: EndpointUrl | None = Field(
+        None, description="S3-compatible endpoint, e.g. http://minio.storage:9000")
     keep: int = Field(3, ge=1, le=100, description="Complete checkpoints kept in storage")
 
 
@@ -196,7 +193,8 @@ class PushToHubSpec(ApiModel):
 class OutputSpec(ApiModel):
     uri: StorageUri | None = Field(None, description="Where the final model is exported")
     credentials_secret: Name | None = None
-    endpoint_url: ShortText | None = None
+    endpoint_url: EndpointUrl | None = Field(
+        None, description="S3-compatible endpoint of output.uri; default checkpoints.endpointUrl")
     push_to_hub: PushToHubSpec | None = None
 
 
@@ -207,45 +205,6 @@ class RunPolicy(ApiModel):
     suspend: bool = False
     queue_name: Name | None = None
     priority_class_name: Name | None = None
-
-
-class Resources(ApiModel):
-    requests: dict[ShortText, Quantity] | None = Field(None, max_length=16)
-    limits: dict[ShortText, Quantity] | None = Field(None, max_length=16)
-
-
-class EnvVar(ApiModel):
-    name: EnvName
-    value: Annotated[str, StringConstraints(max_length=32768)] | None = None
-    value_from: dict[str, Any] | None = None
-
-
-class PodTemplate(ApiModel):
-    """The parts of a pod a user may shape. Anything not listed here cannot be set, which is
-    how privileged containers, host namespaces and added capabilities stay out."""
-
-    labels: dict[ShortText, Annotated[str, StringConstraints(max_length=63)]] | None = Field(
-        None, max_length=64)
-    annotations: dict[ShortText, Annotated[str, StringConstraints(max_length=4096)]] | None = (
-        Field(None, max_length=64))
-    node_selector: dict[ShortText, Annotated[str, StringConstraints(max_length=63)]] | None = (
-        Field(None, max_length=64))
-    tolerations: list[dict[str, Any]] | None = bounded_list(64, default=None)
-    affinity: dict[str, Any] | None = None
-    env: list[EnvVar] | None = bounded_list(128, default=None)
-    volumes: list[dict[str, Any]] | None = bounded_list(32, default=None)
-    volume_mounts: list[dict[str, Any]] | None = bounded_list(32, default=None)
-    image_pull_secrets: list[Name] | None = bounded_list(16, default=None)
-    scheduler_name: Name | None = None
-
-    @field_validator("volumes")
-    @classmethod
-    def _no_host_paths(cls, volumes):
-        for index, volume in enumerate(volumes or []):
-            if "hostPath" in volume:
-                raise ValueError(f"volume {index} uses hostPath, which is not allowed; use a "
-                                 "persistentVolumeClaim, configMap, secret or emptyDir")
-        return volumes
 
 
 # What a running job is made of cannot change under it; these stay editable: suspend to

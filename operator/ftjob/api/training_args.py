@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
+from .training_rules import consistency_problems, range_problems
+
 # Fields ftjob sets itself, with where the user says what they want instead.
 OWNED_BY_FTJOB = {
     "output_dir": "ftjob chooses the working directory; set checkpoints.uri and output.uri",
@@ -46,6 +48,8 @@ def camel_case(name: str) -> str:
 
 
 TABLE = Path(__file__).with_name("training_arguments.json")
+# Longer names are not compared with the fields for a "did you mean" (it costs quadratic time).
+MAX_NAME_LENGTH = 100
 
 
 def describe_type(annotation: Any) -> Any:
@@ -122,10 +126,18 @@ def table_changes(committed: dict, current: dict) -> list[str]:
 
 
 @functools.cache
+def _table() -> dict:
+    return json.loads(TABLE.read_text())
+
+
 def training_argument_types() -> dict[str, Any]:
     """Field name -> type description, from the table committed next to this module, so
     neither the operator nor `ftjob validate` imports transformers (and torch)."""
-    return json.loads(TABLE.read_text())["fields"]
+    return _table()["fields"]
+
+
+def training_argument_defaults() -> dict[str, Any]:
+    return _table()["defaults"]
 
 
 def _enum_values(description: Any) -> list | None:
@@ -183,20 +195,29 @@ def check_training_arguments(training: dict[str, Any]) -> dict[str, Any]:
     fields = training_argument_types()
     problems: list[tuple[str, str]] = []
     normalized: dict[str, Any] = {}
+    given_as: dict[str, str] = {}  # snake_case field -> the name the user wrote
     for name, value in training.items():
         field = snake_case(name)
         if field in OWNED_BY_FTJOB:
             problems.append((name, f"is not allowed here: {OWNED_BY_FTJOB[field]}"))
         elif field not in fields:
-            close = difflib.get_close_matches(field, fields, n=1, cutoff=0.8)
+            close = difflib.get_close_matches(field, fields, n=1, cutoff=0.8) \
+                if len(field) <= MAX_NAME_LENGTH else []
             hint = f" (did you mean {camel_case(close[0])}, i.e. {close[0]}?)" if close else ""
             problems.append((name, "is not a Hugging Face TrainingArguments field" + hint))
         elif not _fits(value, fields[field]):
-            problems.append((name, f"must be {_describe(fields[field])}, got {value!r}"))
+            shown = repr(value)
+            shown = shown if len(shown) <= 80 else shown[:79] + "…"
+            problems.append((name, f"must be {_describe(fields[field])}, got {shown}"))
         elif field in normalized:
             problems.append((name, f"is given twice (also as {field})"))
         else:
             normalized[field] = value
+            given_as[field] = name
+    if not problems:
+        problems = [(given_as.get(field, camel_case(field)), message) for field, message in
+                    range_problems(normalized) +
+                    consistency_problems(normalized, training_argument_defaults())]
     if problems:
         raise PydanticCustomError(
             "training_arguments",

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import yaml
 
 from .. import API_VERSION, GROUP, KIND, PLURAL, render
+from ..api.pod import FTJOB_MOUNTS
 from ..api.spec import FineTuneJob
 
-CONFIG_DIR = "/etc/ftjob"
-SCRATCH_DIR = "/scratch"
+CONFIG_DIR = FTJOB_MOUNTS["config"]
+SCRATCH_DIR = FTJOB_MOUNTS["scratch"]
 TERMINATION_LOG = "/dev/termination-log"
 RENDEZVOUS_PORT = 29500
 CONTAINER = "trainer"
@@ -232,15 +233,14 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
     if spec.output.push_to_hub:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": spec.output.push_to_hub.token_secret, "key": "token"}}})
-    env += [item.model_dump(by_alias=True, exclude_none=True) for item in
-            (template.env if template and template.env else [])]
-    mounts = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-              {"name": "scratch", "mountPath": SCRATCH_DIR},
-              {"name": "dshm", "mountPath": "/dev/shm"}]
+    env += [item.to_wire() for item in (template.env if template and template.env else [])]
+    mounts = [{"name": name, "mountPath": path, **({"readOnly": True} if name == "config"
+                                                    else {})}
+              for name, path in FTJOB_MOUNTS.items()]
     volumes = [{"name": "config", "configMap": {"name": names.config_map}},
                {"name": "scratch", "emptyDir": {}},
                {"name": "dshm", "emptyDir": {"medium": "Memory"}}]
-    tolerations = list(template.tolerations or []) if template else []
+    tolerations = [t.to_wire() for t in template.tolerations or []] if template else []
     if spec.distributed.gpus_per_node:
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     container = {
@@ -250,7 +250,8 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
         "env": env,
         "envFrom": _credential_sources(job, defaults),
         "resources": _resources(job, defaults),
-        "volumeMounts": mounts + list(template.volume_mounts or [] if template else []),
+        "volumeMounts": mounts + [m.to_wire() for m in
+                                  (template.volume_mounts or [] if template else [])],
         "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -268,14 +269,14 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
                             "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": volumes + list(template.volumes or [] if template else []),
+        "volumes": volumes + [v.to_wire() for v in (template.volumes or [] if template else [])],
     }
     if tolerations:
         pod_spec["tolerations"] = tolerations
     if template and template.node_selector:
         pod_spec["nodeSelector"] = dict(template.node_selector)
     if template and template.affinity:
-        pod_spec["affinity"] = template.affinity
+        pod_spec["affinity"] = template.affinity.to_wire()
     if template and template.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in template.image_pull_secrets]
     if template and template.scheduler_name:
