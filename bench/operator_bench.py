@@ -197,7 +197,7 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
     cluster.kubectl("create", "namespace", namespace)
     metrics_port = free_port()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-           "FTJOB_METRICS_PORT": str(metrics_port)}
+           "FTJOB_METRICS_ADDRESS": "127.0.0.1", "FTJOB_METRICS_PORT": str(metrics_port)}
     operator = subprocess.Popen(
         [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", namespace, "-m",
          "ftjob.controller.handlers"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,

@@ -154,6 +154,7 @@ def crd(cluster):
 
 OPERATOR_PORTS = {"metrics": free_port(), "liveness": free_port()}
 OPERATOR_ENV = {
+    "FTJOB_METRICS_ADDRESS": "127.0.0.1",
     "FTJOB_METRICS_PORT": str(OPERATOR_PORTS["metrics"]),
     "FTJOB_RESTART_BACKOFF_SECONDS": "1",
     "FTJOB_CHECKPOINT_URI": "s3://ftjob-test/checkpoints",

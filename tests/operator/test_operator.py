@@ -225,6 +225,56 @@ def test_spec_the_api_server_accepts_but_ftjob_cannot_run_is_failed_with_the_fie
     jobs.wait_phase("after-typo", "Succeeded")
 
 
+def refuse_jobs_of(cluster, namespace: str, job_name: str, message: str) -> str:
+    """A cluster admission policy (the kind a platform team runs) that refuses the batch
+    Jobs of one FineTuneJob with HTTP 422, active once a server-side dry run is refused."""
+    name = f"refuse-{namespace}"[:63]
+    cluster.apply({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [{
+            "apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"],
+            "resources": ["jobs"]}]},
+            "validations": [{"expression": "object.metadata.?labels[?'ftjob.dev/job-name']"
+                             f".orValue('') != '{job_name}'",
+                             "message": message, "reason": "Invalid"}]}}, {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"], "matchResources": {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}}})
+    probe = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        "name": "probe", "labels": {"ftjob.dev/job-name": job_name}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "x"}]}}}}
+    eventually(lambda: cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f",
+                                       "-", input=json.dumps(probe), check=False
+                                       ).returncode != 0, what="the policy to be active")
+    return name
+
+
+def test_a_job_the_api_server_refuses_fails_once_with_its_message(jobs, cluster, caplog):
+    policy = refuse_jobs_of(cluster, jobs.namespace, "refused",
+                            "Jobs here need a cost-center label")
+    try:
+        jobs.create(finetunejob("refused"))
+        failed = jobs.wait_phase("refused", "Failed")
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                        policy, check=False)
+    assert jobs.condition("refused", "Failed")["reason"] == "InvalidSpec"
+    assert "Jobs here need a cost-center label" in failed["message"]
+    assert not jobs.exists("job", "refused-attempt-1")
+    warnings = [reason for reason, _ in jobs.events("refused") if reason == "InvalidSpec"]
+    assert warnings == ["InvalidSpec"]
+    refusals = [r for r in caplog.records
+                if "refused an object of FineTuneJob" in r.getMessage()]
+    assert len(refusals) == 1
+    assert not [r for r in caplog.records if r.name.startswith("ftjob") and r.exc_info]
+    # The operator carries on with the next job.
+    jobs.create(finetunejob("after-refusal"))
+    jobs.wait_phase("after-refusal", "Succeeded")
+
+
 def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):
     jobs.create(finetunejob("queued", runPolicy={"queueName": "team-a"}))
     pending = eventually(lambda: (lambda s: s if s.get("phase") == "Pending" else None)(
@@ -242,6 +292,8 @@ def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):
 def test_liveness_and_prometheus_metrics(jobs):
     import urllib.request
 
+    import psutil
+
     from tests.conftest import OPERATOR_PORTS
 
     jobs.create(finetunejob("metered", {"sim.ftjob.dev/exit-code": "143"},
@@ -249,6 +301,11 @@ def test_liveness_and_prometheus_metrics(jobs):
     jobs.wait_phase("metered", "Failed", timeout=90)
     live = urllib.request.urlopen(f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz")
     assert live.status == 200
+    # FTJOB_METRICS_ADDRESS=127.0.0.1 (tests/conftest.py): bound to loopback only.
+    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN}
+    assert ("127.0.0.1", OPERATOR_PORTS["metrics"]) in listening
+    assert ("0.0.0.0", OPERATOR_PORTS["metrics"]) not in listening
     text = urllib.request.urlopen(
         f"http://127.0.0.1:{OPERATOR_PORTS['metrics']}/metrics").read().decode()
     samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])

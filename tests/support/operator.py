@@ -16,7 +16,8 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, namespace: str, log_path: Path, env: dict):
         self.command = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace",
                         namespace, "-m", "ftjob.controller.handlers"]
-        self.env = {**os.environ, **env, "FTJOB_METRICS_PORT": "0",
+        self.env = {**os.environ, **env, "FTJOB_METRICS_ADDRESS": "127.0.0.1",
+                    "FTJOB_METRICS_PORT": "0",
                     "KUBECONFIG": str(kubeconfig)}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None

@@ -3,14 +3,13 @@
     kopf run -m ftjob.controller.handlers --all-namespaces \
         --liveness=http://0.0.0.0:8080/healthz --log-format=json
 
-Metrics on FTJOB_METRICS_PORT (default 9090, 0 for any free port), /metrics.
+Settings: FTJOB_* environment variables, read once at start (controller/settings.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
+import sys
 import time
 
 import kopf
@@ -20,30 +19,29 @@ from . import metrics
 from .decide import TERMINAL
 from .manifests import JOB_NAME_LABEL, Defaults
 from .reconcile import forget, reconcile
+from .settings import OperatorSettings, SettingsError
 from .workqueue import WorkQueue
 
-# Safety net: look at every unfinished job this often even when no event arrived.
-RESYNC_SECONDS = float(os.environ.get("FTJOB_RESYNC_SECONDS", "300"))
-RESTART_BACKOFF = float(os.environ.get("FTJOB_RESTART_BACKOFF_SECONDS", "10"))
-# Job events of one job within this window are decided on together (the Job controller
-# batches pod updates the same way); FineTuneJob events are decided at once.
-BATCH_SECONDS = float(os.environ.get("FTJOB_BATCH_SECONDS", "1"))
 
 
-def defaults_from_env() -> Defaults:
-    """The Helm chart's defaults ConfigMap arrives as environment variables."""
-    env = os.environ.get
-    return Defaults(
-        image=env("FTJOB_TRAINER_IMAGE") or Defaults.image,
-        checkpoint_uri=env("FTJOB_CHECKPOINT_URI") or None,
-        credentials_secret=env("FTJOB_CREDENTIALS_SECRET") or None,
-        endpoint_url=env("FTJOB_S3_ENDPOINT_URL") or None,
-        queue_name=env("FTJOB_QUEUE_NAME") or None,
-        resources=json.loads(env("FTJOB_DEFAULT_RESOURCES") or "{}"),
-    )
+def load_settings() -> OperatorSettings:
+    """The settings, or a one-line error and exit status 78 (EX_CONFIG) when one is bad."""
+    try:
+        return OperatorSettings.from_environment()
+    except SettingsError as error:
+        sys.stderr.write(f"ftjob operator: cannot start: {error}\n")
+        raise SystemExit(78) from None
 
 
-DEFAULTS = defaults_from_env()
+SETTINGS = load_settings()
+DEFAULTS = Defaults(
+    image=SETTINGS.trainer_image,
+    checkpoint_uri=SETTINGS.checkpoint_uri,
+    credentials_secret=SETTINGS.credentials_secret,
+    endpoint_url=SETTINGS.s3_endpoint_url,
+    queue_name=SETTINGS.queue_name,
+    resources=SETTINGS.default_resources.to_wire(),
+)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -84,11 +82,11 @@ async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     global _queue
     _indices.update(finetunejobs=finetunejobs, attempt_jobs=attempt_jobs)
-    _queue = WorkQueue(reconcile_observed, int(os.environ.get("FTJOB_WORKERS", "16")),
-                       observe=observe)
+    _queue = WorkQueue(reconcile_observed, SETTINGS.workers, observe=observe)
     _queue.start()
-    port = metrics.serve(int(os.environ.get("FTJOB_METRICS_PORT", "9090")))
-    logging.getLogger(__name__).info("Serving metrics on port %d", port)
+    port = metrics.serve(SETTINGS.metrics_address, SETTINGS.metrics_port)
+    logging.getLogger(__name__).info("Serving metrics on %s port %d", SETTINGS.metrics_address,
+                                     port)
 
 
 @kopf.on.cleanup()
@@ -139,7 +137,7 @@ async def finetunejob_changed(type, namespace, name, body, **_):
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "ftjob"})
 async def attempt_job_changed(namespace, labels, **_):
-    _queue.add((namespace, labels.get(JOB_NAME_LABEL)), BATCH_SECONDS)
+    _queue.add((namespace, labels.get(JOB_NAME_LABEL)), SETTINGS.batch_seconds)
 
 
 def observe(key: tuple[str, str]) -> tuple[dict | None, list[dict]]:
@@ -155,7 +153,7 @@ def reconcile_observed(observed: tuple[dict | None, list[dict]]) -> float | None
     if body is None:
         return None  # deleted; garbage collection removes what it owned
     started = time.perf_counter()
-    plan = reconcile(body, attempt_jobs, DEFAULTS, RESTART_BACKOFF)
+    plan = reconcile(body, attempt_jobs, DEFAULTS, SETTINGS.restart_backoff_seconds)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     if plan is None:
         return 1.0  # changed underneath us too often: decide again shortly
@@ -165,4 +163,4 @@ def reconcile_observed(observed: tuple[dict | None, list[dict]]) -> float | None
         metrics.RESTARTS.labels(reason).inc()
     if plan.requeue_after is not None:
         return plan.requeue_after
-    return None if plan.status.get("phase") in TERMINAL else RESYNC_SECONDS
+    return None if plan.status.get("phase") in TERMINAL else SETTINGS.resync_seconds

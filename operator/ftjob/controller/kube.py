@@ -94,6 +94,17 @@ def _call(verb: str, method: str, path: str, body: dict | None = None,
     return json.loads(data)
 
 
+def refusal(error: ApiException) -> str | None:
+    """The API server's message when it refused a request for good (400 Bad Request, 422
+    Invalid: the same request will be refused again), else None (worth retrying)."""
+    if error.status not in (400, 422):
+        return None
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return error.reason or f"HTTP {error.status}"
+
+
 class OwnedByAnother(RuntimeError):
     """A same-named object belongs to an earlier FineTuneJob that is still being deleted."""
 

@@ -1,5 +1,6 @@
 """Prometheus metrics of the operator: jobs by phase, reconcile latency, restarts by reason,
-API requests and errors. Served on FTJOB_METRICS_PORT (default 9090) at /metrics."""
+API requests and errors. Served at /metrics on FTJOB_METRICS_ADDRESS:FTJOB_METRICS_PORT
+(default 0.0.0.0:9090)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def observe_phase(uid: str, phase: str | None, deleted: bool = False) -> None:
         JOBS.phases[uid] = phase or "Pending"
 
 
-def serve(port: int) -> int:
+def serve(address: str, port: int) -> int:
     """Starts the /metrics endpoint and returns the port it listens on."""
-    server, _ = start_http_server(port)
+    server, _ = start_http_server(port, addr=address)
     return server.server_port

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
+from kubernetes.client.exceptions import ApiException
+
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
 from .decide import Observed, Plan, attempt_with_failures, decide, operator_owned
@@ -48,9 +50,13 @@ def _failed_pods(namespace: str, name: str, status: dict, attempt_jobs: list[dic
                           f"{manifests.ATTEMPT_LABEL}={attempt}")
 
 
-def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now):
+def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
+            refused: str | None = None):
+    """`refused`: the API server's message when it refused an object built from the spec,
+    which makes the spec as unrunnable as one that does not validate."""
     metadata = body["metadata"]
     job, spec_error = parse(body, defaults)
+    spec_error = spec_error or refused
     status = dict(body.get("status") or {})
     pods = _failed_pods(metadata["namespace"], metadata["name"], status, attempt_jobs)
     observed = Observed(
@@ -83,9 +89,61 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
     body = RECENT.freshest(body)
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    plan = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds, now)
+    if plan is None:
+        return None
+    plan, body, status, job = plan
+    if plan.delete_self:
+        logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
+                    namespace, name)
+        kube.delete_finetunejob(namespace, name)
+        return plan
+    for job_name in plan.delete_jobs:
+        kube.delete_job(namespace, job_name)
+    if plan.create_attempt and job is not None:
+        try:
+            _create_attempt(body, plan, status, job, attempt_jobs, defaults)
+        except ApiException as error:
+            message = kube.refusal(error)
+            if message is None:
+                raise
+            # Refused for good: the job fails, once, with the API server's words.
+            logger.warning("The API server refused an object of FineTuneJob %s/%s: %s",
+                           namespace, name, message)
+            written = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds,
+                                    now, refused=f"the API server refused it: {message}")
+            return written[0] if written else None
+    return plan
+
+
+def _create_attempt(body: dict, plan: Plan, status: dict, job, attempt_jobs: list[dict],
+                    defaults: manifests.Defaults) -> None:
+    metadata = body["metadata"]
+    namespace, uid = metadata["namespace"], metadata["uid"]
+    resume = (status.get("checkpoint") or {}).get("uri")
+    attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
+    job_name = attempt["metadata"]["name"]
+    waiting = RECENT.awaiting_watch(uid, job_name, attempt_jobs)
+    if waiting is not None:
+        plan.requeue_after = waiting
+        return
+    # The Job last: its pods need the ServiceAccount to be admitted.
+    kube.create_all(manifests.build_all(job, uid, defaults))
+    if kube.create_or_adopt(attempt):
+        logger.info("Created Job %s/%s", namespace, job_name)
+    RECENT.created_job(uid, job_name)
+
+
+def _write_status(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
+                  refused: str | None = None):
+    """Decides and writes the status (the intent log) before anything is acted on. Returns
+    (plan, the body as written, the status decided from, the parsed job), or None when
+    the object is gone or kept changing underneath us."""
+    metadata = body["metadata"]
+    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     for _ in range(CONFLICT_RETRIES):
         plan, status, job = _decide(body, attempt_jobs, defaults, restart_backoff_seconds,
-                                    now)
+                                    now, refused)
         current = operator_owned(status)
         if plan.status == current:
             break
@@ -98,6 +156,7 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
         if written is not None:
             RECENT.wrote_status(uid, body["metadata"]["resourceVersion"], written)
             _announce(body, plan, status)
+            body = written
             break
         # The user or the trainer changed the object since it was read: decide again on a
         # fresh copy now rather than on the next watch event.
@@ -108,24 +167,4 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
             return None
     else:
         return None
-    if plan.delete_self:
-        logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
-                    namespace, name)
-        kube.delete_finetunejob(namespace, name)
-        return plan
-    for job_name in plan.delete_jobs:
-        kube.delete_job(namespace, job_name)
-    if plan.create_attempt and job is not None:
-        resume = (status.get("checkpoint") or {}).get("uri")
-        attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
-        job_name = attempt["metadata"]["name"]
-        waiting = RECENT.awaiting_watch(uid, job_name, attempt_jobs)
-        if waiting is not None:
-            plan.requeue_after = waiting
-            return plan
-        # The Job last: its pods need the ServiceAccount to be admitted.
-        kube.create_all(manifests.build_all(job, uid, defaults))
-        if kube.create_or_adopt(attempt):
-            logger.info("Created Job %s/%s", namespace, job_name)
-        RECENT.created_job(uid, job_name)
-    return plan
+    return plan, body, status, job

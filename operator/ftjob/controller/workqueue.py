@@ -27,6 +27,15 @@ ERROR_BACKOFF_BASE = 0.5
 ERROR_BACKOFF_MAX = 60.0
 
 
+def describe(error: Exception) -> str:
+    """One line about an error: an API error's status and reason, else its type and text."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"HTTP {status} {getattr(error, 'reason', '') or ''}".strip()
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
 class WorkQueue:
     def __init__(self, work: Callable[[object], float | None], workers: int,
                  observe: Callable[[Hashable], object] = lambda key: key):
@@ -104,11 +113,13 @@ class WorkQueue:
                 again = await self._loop.run_in_executor(self._executor, self._work,
                                                          self._observe(key))
                 self._failures.pop(key, None)
-            except Exception:  # noqa: BLE001 - one job's error never stops the others
+            except Exception as error:  # noqa: BLE001 - one job's error never stops the others
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 again = min(ERROR_BACKOFF_BASE * 2 ** (failures - 1), ERROR_BACKOFF_MAX)
-                logger.exception("Reconciling %s failed (%d in a row); again in %.1f s",
-                                 key, failures, again)
+                # One line per retry; the traceback only when debugging (--verbose).
+                logger.warning("Reconciling %s failed (%d in a row): %s; again in %.1f s",
+                               key, failures, describe(error), again)
+                logger.debug("Reconciling %s failed", key, exc_info=True)
             finally:
                 self._running.discard(key)
             if key in self._dirty:
