@@ -64,6 +64,9 @@ class StorageArguments:
     hub_private: bool = field(default=True)
     upload_queue_size: int = field(
         default=2, metadata={"help": "Checkpoints waiting for upload before training waits"})
+    upload_outage_seconds: float = field(
+        default=300, metadata={"help": "How long an upload keeps retrying through a storage "
+                                       "outage before the run fails as StorageUnavailable"})
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from .checkpoints import BackgroundUploader, CheckpointStore, snapshot
+from .checkpoints import BackgroundUploader, snapshot
 from .reporting import ProgressClock, Reporter
 
 
@@ -22,17 +22,13 @@ class CheckpointUploadCallback(TrainerCallback):
     """After each save, hands a snapshot of the checkpoint to the background uploader of
     this node (on its local main process)."""
 
-    def __init__(self, store: CheckpointStore, uploader: BackgroundUploader | None,
-                 staging_root: Path, is_global_main: bool):
-        self.store, self.uploader = store, uploader
-        self.staging_root, self.is_global_main = staging_root, is_global_main
+    def __init__(self, uploader: BackgroundUploader | None, staging_root: Path):
+        self.uploader, self.staging_root = uploader, staging_root
         self.blocked_seconds = 0.0  # training time spent here: what async upload still costs
 
     def on_save(self, args, state, control, **kwargs):
         started = time.perf_counter()
         step = state.global_step
-        if self.is_global_main:
-            self.store.forget_marker(step)
         # Every rank has written its files (rng state, shards) once all are here.
         if _distributed():
             dist.barrier()

@@ -13,6 +13,9 @@ disk holds (DeepSpeed and FSDP write per-rank shards on every node).
 
 from __future__ import annotations
 
+import atexit
+import ctypes
+import itertools
 import json
 import logging
 import multiprocessing
@@ -27,12 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import StorageUnavailable
 from .storage import Location, local_files
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "_COMPLETE.json"
 UPLOADER_NICENESS = 10
+PR_SET_PDEATHSIG = 1  # prctl(2)
 LOCAL_COMPLETE_MARKER = ".ftjob-downloaded"
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
@@ -88,7 +93,8 @@ class CheckpointStore:
             return target
         shutil.rmtree(target, ignore_errors=True)
         marker = json.loads(self.location.read_text(folder, COMPLETE_MARKER))
-        self.location.download_files(sorted(marker["files"]), target, folder)
+        self.location.download_files(sorted(marker["files"]), target, folder,
+                                     byte_count=sum(marker["files"].values()))
         for name, size in marker["files"].items():
             if (target / name).stat().st_size != size:
                 raise OSError(f"{folder}/{name} has the wrong size after download")
@@ -157,13 +163,21 @@ def snapshot(source: Path, staging: Path) -> Path:
     return staging
 
 
+RETRY_DELAYS = (2, 4, 8, 15, 30)  # seconds between tries; the last one repeats
+
+
 def _upload_with_retries(store: CheckpointStore, staged: Path, step: int, node: int,
-                         nodes: int, is_global_main: bool, run_id: str, attempts: int):
-    """One checkpoint: this node's part, then (rank 0) the marker and retention. Returns
-    ("saved", SavedCheckpoint, seconds) or ("error", step, message)."""
+                         nodes: int, is_global_main: bool, run_id: str,
+                         outage_seconds: float):
+    """One checkpoint: this node's part, then (rank 0) the marker and retention, tried again
+    through a storage outage of up to `outage_seconds`. Returns ("saved", SavedCheckpoint,
+    seconds) or ("error", step, message)."""
     started = time.perf_counter()
-    for attempt in range(1, attempts + 1):
+    for tries in itertools.count(1):
         try:
+            # Before any file of this step is overwritten, no stale marker of an earlier run
+            # may vouch for it (each node removes it: idempotent, and off the training path).
+            store.forget_marker(step)
             store.upload_part(staged, step, node, run_id)
             saved = None
             if is_global_main:
@@ -173,25 +187,41 @@ def _upload_with_retries(store: CheckpointStore, staged: Path, step: int, node: 
                     logger.info("Deleted old checkpoints %s from storage", deleted)
             shutil.rmtree(staged, ignore_errors=True)
             return ("saved", saved, time.perf_counter() - started)
-        except Exception as error:  # noqa: BLE001 - retried, then reported
-            logger.warning("Upload of checkpoint-%d failed (try %d of %d): %s", step, attempt,
-                           attempts, error)
-            if attempt == attempts:
+        except Exception as error:  # noqa: BLE001 - retried through an outage, then reported
+            waited = time.perf_counter() - started
+            retry = isinstance(error, StorageUnavailable) and waited < outage_seconds
+            logger.warning("Upload of checkpoint-%d failed (try %d, %.0f s): %s%s", step,
+                           tries, waited, error, "; trying again" if retry else "")
+            if not retry:
                 return ("error", step, f"{type(error).__name__}: {error}")
-            time.sleep(2 ** attempt)
+            time.sleep(RETRY_DELAYS[min(tries, len(RETRY_DELAYS)) - 1])
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process when the trainer that started it dies, however
+    it dies (a SIGKILL included), so an uploader never outlives its trainer."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _uploader_process(uri: str, endpoint_url: str | None, keep: int, node: int, nodes: int,
-                      is_global_main: bool, run_id: str, attempts: int, tasks, results) -> None:
+                      is_global_main: bool, run_id: str, outage_seconds: float, parent: int,
+                      tasks, results) -> None:
     # SIGTERM reaches the whole process group; the trainer decides when uploads end (the
-    # None sentinel after the last save), so this process must outlive the signal.
+    # None sentinel after the last save), so this process must outlive the signal. It dies
+    # with the trainer instead, and the trainer kills it when it fails.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != parent:
+        return  # the trainer died before the line above took effect
     try:
         os.nice(UPLOADER_NICENESS)
     except OSError:
         pass
-    parent = os.getppid()
     store = CheckpointStore(Location(uri, endpoint_url), keep)
     while True:
         try:
@@ -204,7 +234,7 @@ def _uploader_process(uri: str, endpoint_url: str | None, keep: int, node: int, 
             break
         staged, step = task
         results.put(_upload_with_retries(store, Path(staged), step, node, nodes,
-                                         is_global_main, run_id, attempts))
+                                         is_global_main, run_id, outage_seconds))
     results.put(None)
 
 
@@ -216,7 +246,8 @@ class BackgroundUploader:
     thread that calls `on_saved` in this process."""
 
     def __init__(self, store: CheckpointStore, node: int, nodes: int, is_global_main: bool,
-                 run_id: str, on_saved=None, queue_size: int = 2, attempts: int = 3):
+                 run_id: str, on_saved=None, queue_size: int = 2,
+                 outage_seconds: float = 300):
         self.on_saved = on_saved or (lambda saved, seconds: None)
         self.errors: list[str] = []
         self.last_saved: SavedCheckpoint | None = None
@@ -228,14 +259,32 @@ class BackgroundUploader:
         self._process = context.Process(
             target=_uploader_process, name="checkpoint-uploader", daemon=True,
             args=(location.uri, location.endpoint_url, store.keep, node, nodes,
-                  is_global_main, run_id, attempts, self._tasks, self._results))
+                  is_global_main, run_id, outage_seconds, os.getpid(), self._tasks,
+                  self._results))
         self._process.start()
+        # Whatever way this process ends, the uploader ends first (atexit handlers run last
+        # in, first out: before multiprocessing's own, which would wait for it forever).
+        atexit.register(self.kill)
         self._reader = threading.Thread(target=self._read_results, daemon=True,
                                         name="checkpoint-upload-results")
         self._reader.start()
 
     def submit(self, staged: Path, step: int) -> None:
+        """Queues a checkpoint; waits while `queue_size` are already waiting (the only
+        time training waits for storage). An upload that failed for good (storage gone for
+        longer than the outage allowance) ends the run here."""
+        self.raise_failure()
         self._tasks.put((str(staged), step))
+
+    def raise_failure(self) -> None:
+        if self.errors:
+            raise StorageUnavailable(f"checkpoint upload failed: {self.errors[-1]}")
+
+    def kill(self) -> None:
+        """Stops the uploader at once (the trainer failed: nothing more will be saved)."""
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
 
     def _read_results(self) -> None:
         while (result := self._results.get()) is not None:
@@ -247,6 +296,8 @@ class BackgroundUploader:
                 self.on_saved(payload, detail)
 
     def close(self) -> None:
+        """Waits for every queued upload, then stops the uploader."""
         self._tasks.put(None)
         self._reader.join()
         self._process.join()
+        atexit.unregister(self.kill)

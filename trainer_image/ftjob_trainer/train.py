@@ -26,7 +26,7 @@ from .arguments import Config, load_config
 from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
 from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import check_columns, label_ids, load_raw_datasets, tokenize
-from .errors import ConfigError, PeerLost, Preempted, StorageUnavailable, TrainerError
+from .errors import ConfigError, PeerLost, Preempted, TrainerError
 from .export import FINAL_MODEL, export_model, finished_export
 from .hub import check_hub, push_folder
 from .metrics import add_loss_metrics, build_compute_metrics
@@ -144,6 +144,11 @@ def train(config: Config, reporter_box: list) -> int:
     if hub_repo and topology.is_global_main:
         check_hub(hub_repo)  # the token, now rather than after training
     store = CheckpointStore(checkpoints, config.storage.checkpoint_keep)
+    if topology.is_global_main:
+        aborted = checkpoints.abort_incomplete_uploads()
+        if aborted:
+            logger.info("Aborted %d incomplete uploads an earlier attempt left in %s", aborted,
+                        checkpoints.display())
     # One id for this run on every rank, so completion markers never mix in parts a
     # previous run left behind.
     run_id = from_main(uuid.uuid4().hex)
@@ -193,9 +198,9 @@ def train(config: Config, reporter_box: list) -> int:
 
         uploader = BackgroundUploader(store, topology.node, topology.nodes,
                                       topology.is_global_main, run_id, on_saved,
-                                      config.storage.upload_queue_size)
-    upload_callback = CheckpointUploadCallback(store, uploader, work_dir / "staging",
-                                               topology.is_global_main)
+                                      config.storage.upload_queue_size,
+                                      config.storage.upload_outage_seconds)
+    upload_callback = CheckpointUploadCallback(uploader, work_dir / "staging")
     preemption = PreemptionCallback()
     progress = ProgressCallback(reporter, job=config.job.name,
                                 resumedFrom={"step": latest.step, "uri": latest.uri}
@@ -237,8 +242,7 @@ def train(config: Config, reporter_box: list) -> int:
         if hub_repo and topology.is_global_main else None
     if uploader:
         uploader.close()
-        if uploader.errors:
-            raise StorageUnavailable(f"checkpoint upload failed: {uploader.errors[-1]}")
+        uploader.raise_failure()
     last = uploader.last_saved if uploader else None
     reporter.emit("finished", metrics=metrics, output=exported, hub=hub_url,
                   trainSeconds=metrics.get("train_runtime"),
