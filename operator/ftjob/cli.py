@@ -51,7 +51,11 @@ def cmd_run(args) -> int:
     if job.spec.distributed.nodes > 1:
         print(f"Note: spec.distributed.nodes is {job.spec.distributed.nodes}; locally the job "
               "runs on this machine as one node.", file=sys.stderr)
-    run = local.prepare(job, Path(args.file), Path(args.run_root), args.procs)
+    try:
+        run = local.prepare(job, Path(args.file), Path(args.run_root), args.procs)
+    except local.RunFolderBusy as error:
+        print(f"ftjob run: {error}", file=sys.stderr)
+        return 1
     print(f"Running {job.metadata.name} (attempt {run.attempt}) with {run.procs} process(es); "
           f"run folder {run.run_dir}", file=sys.stderr)
     code = local.execute(run)

@@ -8,6 +8,7 @@ complete checkpoint, exactly as a restarted attempt does on the cluster.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -18,11 +19,18 @@ from pathlib import Path
 
 import yaml
 
+# Imports nothing heavy; the trainer package is part of the same distribution.
+from ftjob_trainer.lifetime import die_with_parent
+
 from . import render
 from .api.spec import FineTuneJob
 from .launcher_output import LauncherOutputFilter
 
 EXIT_PREEMPTED = 75
+
+
+class RunFolderBusy(Exception):
+    """Another `ftjob run` of the same job is going on in this run folder."""
 
 
 @dataclass
@@ -31,6 +39,7 @@ class LocalRun:
     run_dir: Path
     procs: int
     attempt: int
+    lock_fd: int  # held while this run and its launcher live (see lock_run_folder)
 
     @property
     def events_file(self) -> Path:
@@ -65,10 +74,28 @@ def _resolve_local_paths(job: FineTuneJob, base: Path) -> FineTuneJob:
     return job
 
 
+def lock_run_folder(run_dir: Path) -> int:
+    """An exclusive lock on the run folder, as an open file descriptor. The launcher
+    inherits it, so the folder stays locked until the launcher (which waits for its ranks)
+    is gone too, even if this process is killed first."""
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunFolderBusy(f"{run_dir} is in use by another `ftjob run` (pid {holder}); wait "
+                            "for it to end or stop it, then run again") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None) -> LocalRun:
     job = _resolve_local_paths(job, job_file.resolve().parent)
     run_dir = (run_root / job.metadata.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = lock_run_folder(run_dir)
     attempts_file = run_dir / "attempts"
     attempt = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
     attempts_file.write_text(str(attempt))
@@ -91,7 +118,7 @@ def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None)
         local_layout = spec.distributed.model_copy(update={"procs_per_node": procs})
         (run_dir / render.ACCELERATE_CONFIG).write_text(yaml.safe_dump(
             render.accelerate_config(local_layout, num_machines=1, machine_rank=0)))
-    return LocalRun(job, run_dir, procs, attempt)
+    return LocalRun(job, run_dir, procs, attempt, lock_fd)
 
 
 def launch_command(run: LocalRun) -> list[str]:
@@ -115,8 +142,13 @@ def launch_environment(run: LocalRun) -> dict:
 def execute(run: LocalRun) -> int:
     """Runs the launcher in its own process group. Ctrl-C or SIGTERM here becomes one
     SIGTERM to the launcher, which passes it to the trainers: they save and stop."""
+    parent = os.getpid()
+    # The launcher gets SIGTERM when this process dies, however it dies (then it stops its
+    # ranks, which save), and it keeps the run folder's lock until it is gone.
     process = subprocess.Popen(launch_command(run), env=launch_environment(run),
-                               stderr=subprocess.PIPE, start_new_session=True)
+                               stderr=subprocess.PIPE, start_new_session=True,
+                               pass_fds=(run.lock_fd,),
+                               preexec_fn=lambda: die_with_parent(parent))
 
     def forward(signum, frame):
         try:

@@ -42,6 +42,7 @@ class SeaweedFS:
     process: subprocess.Popen
     endpoint: str
     data_dir: Path
+    command: list[str] | None = None
 
     @property
     def env(self) -> dict:
@@ -68,6 +69,16 @@ class SeaweedFS:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             keys += [item["Key"] for item in page.get("Contents", [])]
         return sorted(keys)
+
+    def kill(self) -> None:
+        """Gone at once, as a crashed server: connections are refused until `restart`."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self, timeout: float = 90) -> None:
+        """The same server again: same ports, same data."""
+        self.process = _launch(self.command, self.data_dir)
+        _wait_until_up(self, timeout)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -99,19 +110,29 @@ def start_seaweedfs(data_dir: Path, timeout: float = 90, niceness: int = 0) -> S
         "-webdav=false", "-admin.ui=false", f"-admin.port={free_port_pair()}",
         "-master.volumeSizeLimitMB=64",
     ]
-    log = open(data_dir / "weed.log", "w")
     if niceness:
         command = ["nice", "-n", str(niceness), *command]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True, cwd=data_dir)
-    server = SeaweedFS(process, f"http://127.0.0.1:{s3_port}", data_dir)
+    server = SeaweedFS(_launch(command, data_dir), f"http://127.0.0.1:{s3_port}", data_dir,
+                       command)
+    _wait_until_up(server, timeout)
+    return server
+
+
+def _launch(command: list[str], data_dir: Path) -> subprocess.Popen:
+    with open(data_dir / "weed.log", "a") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=data_dir)
+
+
+def _wait_until_up(server: SeaweedFS, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"SeaweedFS exited: {(data_dir / 'weed.log').read_text()[-2000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError("SeaweedFS exited: "
+                               f"{(server.data_dir / 'weed.log').read_text()[-2000:]}")
         try:
             server.create_bucket("ftjob-probe")
-            return server
+            return
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.5)
     server.stop()

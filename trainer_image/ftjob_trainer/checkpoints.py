@@ -14,7 +14,6 @@ disk holds (DeepSpeed and FSDP write per-rank shards on every node).
 from __future__ import annotations
 
 import atexit
-import ctypes
 import itertools
 import json
 import logging
@@ -31,13 +30,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import StorageUnavailable
+from .lifetime import die_with_parent
 from .storage import Location, local_files
 
 logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "_COMPLETE.json"
 UPLOADER_NICENESS = 10
-PR_SET_PDEATHSIG = 1  # prctl(2)
 LOCAL_COMPLETE_MARKER = ".ftjob-downloaded"
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
@@ -197,16 +196,6 @@ def _upload_with_retries(store: CheckpointStore, staged: Path, step: int, node: 
             time.sleep(RETRY_DELAYS[min(tries, len(RETRY_DELAYS)) - 1])
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this process when the trainer that started it dies, however
-    it dies (a SIGKILL included), so an uploader never outlives its trainer."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
 def _uploader_process(uri: str, endpoint_url: str | None, keep: int, node: int, nodes: int,
                       is_global_main: bool, run_id: str, outage_seconds: float, parent: int,
                       tasks, results) -> None:
@@ -215,9 +204,7 @@ def _uploader_process(uri: str, endpoint_url: str | None, keep: int, node: int, 
     # with the trainer instead, and the trainer kills it when it fails.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    if os.getppid() != parent:
-        return  # the trainer died before the line above took effect
+    die_with_parent(parent, signal.SIGKILL)
     try:
         os.nice(UPLOADER_NICENESS)
     except OSError:

@@ -29,6 +29,7 @@ from .data import check_columns, label_ids, load_raw_datasets, tokenize
 from .errors import ConfigError, PeerLost, Preempted, TrainerError
 from .export import FINAL_MODEL, export_model, finished_export
 from .hub import check_hub, push_folder
+from .lifetime import die_with_parent
 from .metrics import add_loss_metrics, build_compute_metrics
 from .modeling import load_model, load_tokenizer, resolve_model_path
 from .preflight import check_storage, storage_locations
@@ -253,6 +254,8 @@ def train(config: Config, reporter_box: list) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # A rank whose launcher is gone stops: SIGTERM, so it saves if it can.
+    die_with_parent(os.getppid())
     if len(argv) != 1:
         print("usage: python -m ftjob_trainer CONFIG.json", file=sys.stderr)
         return 64
