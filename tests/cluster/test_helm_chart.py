@@ -5,6 +5,7 @@ upgrade and uninstall."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
@@ -68,8 +69,10 @@ def test_rbac_has_no_wildcards_and_no_secrets(cluster):
 
 
 @pytest.fixture
-def release(cluster, crd):
-    namespace = restricted_namespace(cluster, f"c-ftjob-system-{os.getpid()}")
+def release(cluster, crd, request):
+    # One per test: the previous test's is still terminating.
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    namespace = restricted_namespace(cluster, f"c-ftjob-system-{os.getpid()}-{digest}")
     helm(cluster, "install", "ftjob", str(CHART), "-n", namespace, "--wait", "--timeout",
          "120s", "--set", "crds.enabled=false", "--set", "image.repository=registry.example/op",
          "--set", "defaults.checkpointUri=s3://ftjob-test/checkpoints",
@@ -127,6 +130,84 @@ def test_install_under_pod_security_restricted_and_least_privilege(cluster, rele
     finally:
         operator.kill()
         cluster.kubectl("delete", "namespace", jobs_namespace, "--wait=false")
+
+
+def job_referencing(name: str, **spec) -> dict:
+    return {"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+            "metadata": {"name": name},
+            "spec": {"model": {"name": "m"}, "dataset": {"name": "d"},
+                     "runPolicy": {"suspend": True}, **spec}}
+
+
+def test_admission_policy_keeps_a_job_from_what_its_creator_cannot_reach(cluster, release,
+                                                                         namespace):
+    """alice may create FineTuneJobs and nothing else; through a job she must not read a
+    Secret she may not get, tolerate every taint, land on the control plane or run
+    unconfined. Checked by impersonating her on the real API server."""
+    cluster.kubectl("create", "secret", "generic", "team-creds", "-n", namespace,
+                    "--from-literal=AWS_ACCESS_KEY_ID=x")
+    cluster.kubectl("create", "role", "ftj-creator", "-n", namespace, "--verb=create,get",
+                    "--resource=finetunejobs.ftjob.dev")
+    cluster.kubectl("create", "rolebinding", "alice-ftj", "-n", namespace,
+                    "--role=ftj-creator", "--user=alice")
+
+    def create_as(user: str | None, job: dict):
+        impersonate = [f"--as={user}"] if user else []  # None: the cluster admin
+        return cluster.kubectl("create", *impersonate, "-n", namespace, "-f", "-",
+                               input=yaml.safe_dump(job), check=False)
+
+    secret_references = {
+        "checkpoints": {"checkpoints": {"credentialsSecret": "team-creds"}},
+        "output": {"output": {"credentialsSecret": "team-creds"}},
+        "hub-token": {"output": {"pushToHub": {"repo": "o/m", "tokenSecret": "team-creds"}}},
+        "env": {"podTemplate": {"env": [{"name": "K", "valueFrom": {"secretKeyRef": {
+            "name": "team-creds", "key": "AWS_ACCESS_KEY_ID"}}}]}},
+        "volume": {"podTemplate": {"volumes": [{"name": "s", "secret": {
+            "secretName": "team-creds"}}]}},
+        "projected": {"podTemplate": {"volumes": [{"name": "p", "projected": {"sources": [
+            {"secret": {"name": "team-creds"}}]}}]}},
+        "pull-secret": {"podTemplate": {"imagePullSecrets": ["team-creds"]}},
+    }
+    for kind, spec in secret_references.items():
+        refused = create_as("alice", job_referencing(f"ref-{kind}", **spec))
+        assert refused.returncode != 0, kind
+        assert "Forbidden" in refused.stderr and "alice may not get" in refused.stderr, \
+            (kind, refused.stderr)
+    # Whoever may read the Secret may use it: the admin now, alice once she is allowed.
+    assert create_as(None, job_referencing("by-admin", **secret_references["env"])
+                     ).returncode == 0
+    cluster.kubectl("create", "role", "read-creds", "-n", namespace, "--verb=get",
+                    "--resource=secrets", "--resource-name=team-creds")
+    cluster.kubectl("create", "rolebinding", "alice-creds", "-n", namespace,
+                    "--role=read-creds", "--user=alice")
+    for kind, spec in secret_references.items():
+        admitted = eventually(lambda: (lambda r: r if r.returncode == 0 else None)(
+            create_as("alice", job_referencing(f"ok-{kind}", **spec))), timeout=30,
+            what=f"{kind} admitted once alice may read the Secret")
+        assert admitted.returncode == 0
+    # Placement and confinement the pods could not have on alice's own rights.
+    for name, template, words in [
+        ("tolerate-all", {"tolerations": [{"operator": "Exists"}]}, "tolerates every taint"),
+        ("control-plane", {"nodeSelector": {"node-role.kubernetes.io/control-plane": ""}},
+         "control plane"),
+        ("control-plane-affinity", {"affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "node-role.kubernetes.io/master",
+                                       "operator": "Exists"}]}]}}}}, "control plane"),
+        ("unconfined", {"annotations": {
+            "container.apparmor.security.beta.kubernetes.io/trainer": "unconfined"}},
+         "unconfined"),
+    ]:
+        refused = create_as("alice", job_referencing(name, podTemplate=template))
+        assert refused.returncode != 0 and words in refused.stderr, (name, refused.stderr)
+    assert create_as("alice", job_referencing("spot", podTemplate={"tolerations": [
+        {"key": "spot", "operator": "Exists"}]})).returncode == 0
+    # A cluster that wants tolerate-all jobs says so in the chart.
+    helm(cluster, "upgrade", "ftjob", str(CHART), "-n", release, "--reuse-values", "--set",
+         "admissionPolicy.allowTolerateAll=true")
+    eventually(lambda: create_as("alice", job_referencing("tolerate-all", podTemplate={
+        "tolerations": [{"operator": "Exists"}]})).returncode == 0, timeout=30,
+        what="tolerate-all admitted once allowed")
 
 
 def test_upgrade_and_uninstall_keep_the_crd_and_the_jobs(cluster, tmp_path):
