@@ -186,3 +186,11 @@ def operator(cluster, crd):
         else:
             os.environ[key] = value
     assert runner.exception is None, runner.exception
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How many hostile inputs the fuzz tests put through (tests/support/hostile.py)."""
+    from tests.support.hostile import COUNTS
+
+    for target, count in COUNTS.items():
+        terminalreporter.write_line(f"fuzz: {count} hostile specs through {target}")

@@ -9,6 +9,7 @@ fills them in and CEL rules can read every defaulted field without `has()`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import yaml
@@ -16,6 +17,8 @@ import yaml
 from . import GROUP, KIND, PLURAL, VERSION
 from .api.base import JOB_NAME, JOB_NAME_MAX_LENGTH
 from .api.spec import FineTuneJobSpec
+from .api.training_args import OWNED_BY_FTJOB, camel_case, training_argument_types
+from .api.training_rules import RANGES
 from .api.status import FineTuneJobStatus
 
 # Not part of a structural schema (propertyNames), or noise in one (title, examples).
@@ -69,9 +72,57 @@ def _structural(node: Any, defs: dict) -> Any:
     return out
 
 
+def _argument_schema(description: Any) -> dict:
+    """A TrainingArguments field's type (api/training_args.py's table) as a structural
+    schema; unions of several types are left to the operator's check."""
+    if isinstance(description, dict) and "union" in description:
+        members = [m for m in description["union"] if m != "null"]
+        enums = [m for m in members if isinstance(m, dict) and "enum" in m]
+        if len(enums) == 1 and all(m == "str" for m in members if m not in enums):
+            return {"type": "string", "enum": enums[0]["enum"]}  # SomeEnum | str
+        if len(members) == 1:
+            return _argument_schema(members[0])
+        return {"x-kubernetes-preserve-unknown-fields": True}
+    if isinstance(description, dict) and "enum" in description:
+        return {"type": "string", "enum": description["enum"]}
+    if isinstance(description, dict) and "list" in description:
+        return {"type": "array", "maxItems": 64, "items": _argument_schema(description["list"])}
+    return {"bool": {"type": "boolean"}, "int": {"type": "integer"},
+            "float": {"type": "number"}, "str": {"type": "string", "maxLength": 4096},
+            }.get(description, {"x-kubernetes-preserve-unknown-fields": True})
+
+
+def training_schema() -> dict:
+    """spec.training as the API server can check it: every TrainingArguments field ftjob
+    does not own, by its camelCase and snake_case names, with its type, choices and the
+    range training_rules allows. Combinations of fields are the operator's to check."""
+    properties = {}
+    for name, description in sorted(training_argument_types().items()):
+        if name in OWNED_BY_FTJOB:
+            continue
+        schema = _argument_schema(description)
+        allowed = RANGES.get(name)
+        if allowed and schema.get("type") in ("integer", "number"):
+            if allowed.low is not None:
+                schema.update(minimum=allowed.low, exclusiveMinimum=allowed.low_open)
+            if allowed.high is not None:
+                schema.update(maximum=allowed.high, exclusiveMaximum=allowed.high_open)
+        properties[name] = schema
+        if camel_case(name) != name:
+            properties[camel_case(name)] = copy.deepcopy(schema)  # no YAML alias
+    return {"type": "object", "properties": properties,
+            "description": FineTuneJobSpec.model_fields["training"].description}
+
+
 def structural_schema(model) -> dict:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     return _structural(schema, schema.get("$defs", {}))
+
+
+def spec_schema() -> dict:
+    schema = structural_schema(FineTuneJobSpec)
+    schema["properties"]["training"] = training_schema()
+    return schema
 
 
 PRINTER_COLUMNS = [
@@ -97,7 +148,7 @@ def build_crd() -> dict:
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": structural_schema(FineTuneJobSpec),
+            "spec": spec_schema(),
             "status": structural_schema(FineTuneJobStatus),
         },
         "x-kubernetes-validations": [

@@ -69,3 +69,16 @@ def test_status_subresource_printer_columns_and_cel():
 
 def test_crd_yaml_round_trips():
     assert yaml.safe_load(crd_yaml()) == build_crd()
+
+
+def test_training_arguments_are_typed_in_the_crd_from_the_committed_table():
+    training = schema()["properties"]["spec"]["properties"]["training"]["properties"]
+    assert training["learningRate"] == training["learning_rate"] == \
+        {"type": "number", "minimum": 0, "exclusiveMinimum": False}
+    assert training["perDeviceTrainBatchSize"]["minimum"] == 1
+    assert training["adamBeta2"]["maximum"] == 1 and training["adamBeta2"]["exclusiveMaximum"]
+    assert training["evalStrategy"] == {"type": "string", "enum": ["no", "steps", "epoch"]}
+    assert training["bf16"] == {"type": "boolean"}
+    assert training["reportTo"] == {"x-kubernetes-preserve-unknown-fields": True}  # a union
+    for owned in ("outputDir", "output_dir", "deepspeed", "saveTotalLimit", "pushToHub"):
+        assert owned not in training  # refused as unknown fields at admission

@@ -6,6 +6,8 @@ API server admits, and the other way round."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,11 @@ from .kube_yaml import DocumentError, load_all, load_value
 from .spec import FineTuneJob
 
 # Free-form parts of the spec, kept as written: a null there means "None" to the library.
-FREE_FORM = (("spec", "training"), ("spec", "distributed", "deepspeed", "config"))
+# Parts the CRD keeps as written (x-kubernetes-preserve-unknown-fields), nulls included: a
+# complete DeepSpeed config, and the value of each TrainingArguments field (a null field
+# itself is pruned like any other, its default then applies).
+FREE_FORM = (("spec", "distributed", "deepspeed", "config"),)
+FREE_FORM_CHILDREN = (("spec", "training"),)
 # What each pattern of base.py asks for, in words (the regular expression is no message).
 PATTERN_MEANINGS = {
     base.STORAGE_URI: "must be a storage URI: s3://BUCKET/PATH, gs://BUCKET/PATH, "
@@ -46,10 +52,22 @@ class SpecError(Exception):
         super().__init__("\n".join(f"{path}: {message}" for path, message in problems))
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
 def _path(loc: tuple) -> str:
+    """`spec.podTemplate.volumes[0].name`; a key that is not plain text (spaces, control
+    characters, quotes) is quoted, so a path is always one printable line."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":  # pydantic: the key itself is wrong, not its value
+            out += " (key)"
+        elif _PLAIN_KEY.match(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(str(part))}]"
     return out
 
 
@@ -105,7 +123,7 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
 def drop_nulls(value: Any, path: tuple = ()) -> Any:
     """The document without null values, as the API server prunes them (a null field is an
     absent one), except in the free-form parts."""
-    if path in FREE_FORM:
+    if path in FREE_FORM or path[:-1] in FREE_FORM_CHILDREN:
         return value
     if isinstance(value, dict):
         return {key: drop_nulls(item, (*path, key)) for key, item in value.items()
