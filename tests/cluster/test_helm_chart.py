@@ -152,9 +152,10 @@ def test_admission_policy_keeps_a_job_from_what_its_creator_cannot_reach(cluster
                     "--role=ftj-creator", "--user=alice")
 
     def create_as(user: str | None, job: dict):
+        """A server-side dry run: admission runs in full, nothing is stored."""
         impersonate = [f"--as={user}"] if user else []  # None: the cluster admin
-        return cluster.kubectl("create", *impersonate, "-n", namespace, "-f", "-",
-                               input=yaml.safe_dump(job), check=False)
+        return cluster.kubectl("create", "--dry-run=server", *impersonate, "-n", namespace,
+                               "-f", "-", input=yaml.safe_dump(job), check=False)
 
     secret_references = {
         "checkpoints": {"checkpoints": {"credentialsSecret": "team-creds"}},
@@ -168,6 +169,10 @@ def test_admission_policy_keeps_a_job_from_what_its_creator_cannot_reach(cluster
             {"secret": {"name": "team-creds"}}]}}]}},
         "pull-secret": {"podTemplate": {"imagePullSecrets": ["team-creds"]}},
     }
+    # The API server enforces a new policy after it has synced it (about a second).
+    eventually(lambda: create_as("alice", job_referencing(
+        "probe", **secret_references["checkpoints"])).returncode != 0, timeout=30,
+        what="the admission policy to be enforced")
     for kind, spec in secret_references.items():
         refused = create_as("alice", job_referencing(f"ref-{kind}", **spec))
         assert refused.returncode != 0, kind

@@ -68,6 +68,23 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
     unknown_field["spec"]["modle"] = {"name": "x"}
     rejected = apply(cluster, namespace, unknown_field)
     assert rejected.returncode != 0 and "modle" in rejected.stderr
+    # The rules `ftjob validate` applies, refused by the API server with the same words.
+    for name, change, words in [
+        ("typo", {"training": {"learningRat": 0.1}}, "learningRat"),
+        ("negative-rate", {"training": {"learningRate": -1}}, "learningRate"),
+        ("bad-enum", {"training": {"evalStrategy": "epochs"}}, "evalStrategy"),
+        ("resource", {"resources": {"requests": {"cpuu": "1"}}}, "resource names are"),
+        ("reserved", {"podTemplate": {"volumes": [{"name": "dshm", "emptyDir": {}}]}},
+         "ftjob's own"),
+        ("host-path", {"podTemplate": {"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}},
+         "hostPath"),
+        ("bucket", {"checkpoints": {"uri": "s3:///nobucket"}}, "checkpoints.uri"),
+    ]:
+        job = json.loads(json.dumps(quickstart))
+        job["metadata"]["name"] = name
+        job["spec"].update(change)
+        rejected = apply(cluster, namespace, job)
+        assert rejected.returncode != 0 and words in rejected.stderr, (name, rejected.stderr)
     names = [item["metadata"]["name"]
              for item in cluster.get("finetunejobs", "-n", namespace)["items"]]
     assert names == [quickstart["metadata"]["name"]]

@@ -156,3 +156,15 @@ def test_finished_job_run_again_says_so_and_longer_training_continues(ftjob_run,
     assert started["resumedFrom"]["step"] == 2
     assert [e["step"] for e in run.events(attempt=3) if e["event"] == "progress"][-1] == 4
     assert finished(run)["metrics"]["train_loss"] > 0
+
+
+def test_a_learning_rate_written_5e_5_trains(ftjob_run, minilm_path):
+    """The way most people write it; YAML 1.1 (PyYAML's default) would read a string."""
+    run = ftjob_run(tiny_job("five-e-five", minilm_path, training={"maxSteps": 2,
+                                                                   "saveSteps": 2}))
+    text = run.job_file.read_text()
+    assert "learningRate: 5.0e-05" in text
+    run.job_file.write_text(text.replace("learningRate: 5.0e-05", "learningRate: 5e-5"))
+    assert_trained(run.run(), run, steps=2)
+    config = json.loads((run.run_dir / "config.json").read_text())
+    assert config["training"]["learning_rate"] == 5e-5
