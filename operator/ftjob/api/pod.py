@@ -40,6 +40,17 @@ RESERVED_MOUNT_PATHS = tuple(FTJOB_MOUNTS.values())
 # Environment variables ftjob sets start with this; a user's would silently replace them.
 RESERVED_ENV_PREFIX = "FTJOB_"
 
+# Each rule below is checked twice with one message: by a pydantic validator (ftjob validate,
+# the operator) and by CEL in the CRD (the API server, at admission).
+TOLERATION_WITHOUT_KEY = "a toleration without a key must use operator Exists"
+EXISTS_WITHOUT_VALUE = "a toleration with operator Exists takes no value"
+RESERVED_ENV = f"environment variables starting with {RESERVED_ENV_PREFIX} are set by ftjob"
+VALUE_OR_VALUE_FROM = "set value or valueFrom, not both"
+RESERVED_VOLUME = f"volume names {', '.join(RESERVED_VOLUMES)} are ftjob's own"
+RESERVED_MOUNT = f"{', '.join(RESERVED_MOUNT_PATHS)} are where ftjob mounts its own volumes"
+UNIQUE_VOLUMES = "volume names must be unique"
+UNIQUE_MOUNT_PATHS = "mount paths must be unique"
+
 
 
 def _prefix_fits(key: str) -> str:
@@ -150,9 +161,9 @@ class Toleration(ApiModel):
 
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         ("!has(self.key) ? self.operator == 'Exists' : true",
-         "a toleration without a key must use operator Exists"),
+         TOLERATION_WITHOUT_KEY),
         ("self.operator != 'Exists' || !has(self.value)",
-         "a toleration with operator Exists takes no value"),
+         EXISTS_WITHOUT_VALUE),
     )}
 
     key: LabelKey | None = None
@@ -164,9 +175,9 @@ class Toleration(ApiModel):
     @model_validator(mode="after")
     def _operator_fits(self):
         if self.key is None and self.operator != "Exists":
-            raise ValueError("a toleration without a key must use operator Exists")
+            raise ValueError(TOLERATION_WITHOUT_KEY)
         if self.operator == "Exists" and self.value is not None:
-            raise ValueError("a toleration with operator Exists takes no value")
+            raise ValueError(EXISTS_WITHOUT_VALUE)
         return self
 
 
@@ -225,8 +236,8 @@ class EnvVarSource(ApiModel):
 class EnvVar(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         (f"!self.name.startsWith('{RESERVED_ENV_PREFIX}')",
-         f"environment variables starting with {RESERVED_ENV_PREFIX} are set by ftjob"),
-        ("!(has(self.value) && has(self.valueFrom))", "set value or valueFrom, not both"),
+         RESERVED_ENV),
+        ("!(has(self.value) && has(self.valueFrom))", VALUE_OR_VALUE_FROM),
     )}
 
     name: EnvName
@@ -236,10 +247,9 @@ class EnvVar(ApiModel):
     @model_validator(mode="after")
     def _not_reserved(self):
         if self.name.startswith(RESERVED_ENV_PREFIX):
-            raise ValueError(f"environment variables starting with {RESERVED_ENV_PREFIX} are "
-                             "set by ftjob")
+            raise ValueError(RESERVED_ENV)
         if self.value is not None and self.value_from is not None:
-            raise ValueError("set value or valueFrom, not both")
+            raise ValueError(VALUE_OR_VALUE_FROM)
         return self
 
 
@@ -337,7 +347,7 @@ class Volume(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         _one_of_rule(VOLUME_SOURCES, "a volume"),
         (f"!(self.name in {list(RESERVED_VOLUMES)})",
-         f"volume names {', '.join(RESERVED_VOLUMES)} are ftjob's own"),
+         RESERVED_VOLUME),
     )}
 
     name: VolumeName
@@ -351,7 +361,7 @@ class Volume(ApiModel):
     @model_validator(mode="after")
     def _one_source_not_reserved(self):
         if self.name in RESERVED_VOLUMES:
-            raise ValueError(f"volume names {', '.join(RESERVED_VOLUMES)} are ftjob's own")
+            raise ValueError(RESERVED_VOLUME)
         _exactly_one(self, VOLUME_SOURCES, f"volume {self.name}")
         return self
 
@@ -363,10 +373,10 @@ def _under(path: str, parent: str) -> bool:
 class VolumeMount(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         (f"!(self.name in {list(RESERVED_VOLUMES)})",
-         f"volume names {', '.join(RESERVED_VOLUMES)} are ftjob's own"),
+         RESERVED_VOLUME),
         (" && ".join(f"!(self.mountPath == '{p}' || self.mountPath.startsWith('{p}/'))"
                      for p in RESERVED_MOUNT_PATHS),
-         f"{', '.join(RESERVED_MOUNT_PATHS)} are where ftjob mounts its own volumes"),
+         RESERVED_MOUNT),
     )}
 
     name: VolumeName
@@ -377,10 +387,9 @@ class VolumeMount(ApiModel):
     @model_validator(mode="after")
     def _not_reserved(self):
         if self.name in RESERVED_VOLUMES:
-            raise ValueError(f"volume names {', '.join(RESERVED_VOLUMES)} are ftjob's own")
+            raise ValueError(RESERVED_VOLUME)
         if any(_under(self.mount_path, path) for path in RESERVED_MOUNT_PATHS):
-            raise ValueError(f"{', '.join(RESERVED_MOUNT_PATHS)} are where ftjob mounts its "
-                             "own volumes")
+            raise ValueError(RESERVED_MOUNT)
         return self
 
 
@@ -473,9 +482,9 @@ class PodTemplate(ApiModel):
 
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         ("!has(self.volumes) || self.volumes.all(v, self.volumes.exists_one(w, "
-         "w.name == v.name))", "volume names must be unique"),
+         "w.name == v.name))", UNIQUE_VOLUMES),
         ("!has(self.volumeMounts) || self.volumeMounts.all(m, self.volumeMounts.exists_one("
-         "n, n.mountPath == m.mountPath))", "mount paths must be unique"),
+         "n, n.mountPath == m.mountPath))", UNIQUE_MOUNT_PATHS),
         ("!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
          "self.volumes.exists(v, v.name == m.name))",
          "every volumeMount must name one of podTemplate.volumes"),
@@ -504,10 +513,10 @@ class PodTemplate(ApiModel):
     def _volumes_fit_together(self):
         names = [volume.name for volume in self.volumes or []]
         if len(set(names)) != len(names):
-            raise ValueError("volume names must be unique")
+            raise ValueError(UNIQUE_VOLUMES)
         paths = [mount.mount_path for mount in self.volume_mounts or []]
         if len(set(paths)) != len(paths):
-            raise ValueError("mount paths must be unique")
+            raise ValueError(UNIQUE_MOUNT_PATHS)
         for mount in self.volume_mounts or []:
             if mount.name not in names:
                 raise ValueError(f"volumeMount {mount.name} names no volume of "

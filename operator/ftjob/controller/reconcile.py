@@ -89,10 +89,10 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
     body = RECENT.freshest(body)
     metadata = body["metadata"]
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
-    plan = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds, now)
-    if plan is None:
+    decided = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds, now)
+    if decided is None:
         return None
-    plan, body, status, job = plan
+    plan, body, status, job = decided
     if plan.delete_self:
         logger.info("Deleting FineTuneJob %s/%s: ttlSecondsAfterFinished passed",
                     namespace, name)
@@ -110,9 +110,9 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
             # Refused for good: the job fails, once, with the API server's words.
             logger.warning("The API server refused an object of FineTuneJob %s/%s: %s",
                            namespace, name, message)
-            written = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds,
-                                    now, refused=f"the API server refused it: {message}")
-            return written[0] if written else None
+            failed = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds,
+                                   now, refused=f"the API server refused it: {message}")
+            return failed[0] if failed else None
     return plan
 
 
