@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from bench.operator_bench import control_plane_cpu, finetunejob, install_crd
+from bench.operator_bench import control_plane_cpu, finetunejob
 from tests.support.cluster import Cluster, build_binaries
 
 THREADS = 8
@@ -74,7 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         cluster = Cluster("ftjob-bench-api", Path(state), build_binaries()).up()
         try:
-            install_crd(cluster)
+            cluster.install_crd()
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             api.configuration.connection_pool_maxsize = THREADS * 2
             for round_ in range(args.rounds):

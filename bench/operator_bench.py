@@ -52,12 +52,6 @@ def finetunejob(name: str, namespace: str) -> dict:
                                      "annotations": {"sim.ftjob.dev/hold": "true"}}}}
 
 
-def install_crd(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f",
-                    str(Path(__file__).parent.parent / "crds/finetunejobs.ftjob.dev.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.ftjob.dev")
-
-
 def apiserver_requests(cluster: Cluster) -> float:
     text = cluster.kubectl("get", "--raw", "/metrics").stdout
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -256,7 +250,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         cluster = Cluster("ftjob-bench-operator", Path(state), build_binaries()).up()
         try:
-            install_crd(cluster)
+            cluster.install_crd()
             cluster.apply(*[fake_node(f"bench-node-{i}", {"bench": "true"},
                                       {"cpu": "256", "memory": "2Ti", "pods": "250"}, [])
                             for i in range(BENCH_NODES)])

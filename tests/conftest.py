@@ -147,9 +147,7 @@ def ftjob_run(tmp_path):
 
 @pytest.fixture(scope="session")
 def crd(cluster):
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds/finetunejobs.ftjob.dev.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/finetunejobs.ftjob.dev",
-                    "--timeout=30s")
+    cluster.install_crd()
 
 
 OPERATOR_PORTS = {"metrics": free_port(), "liveness": free_port()}

@@ -44,9 +44,7 @@ def pods_of(cluster, namespace: str, job: str) -> list[dict]:
 
 
 def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, namespace):
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds/finetunejobs.ftjob.dev.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established",
-                    "crd/finetunejobs.ftjob.dev", "--timeout=30s")
+    cluster.install_crd()
     quickstart = yaml.safe_load((REPO / "examples/quickstart.yaml").read_text())
     accepted = apply(cluster, namespace, quickstart)
     assert accepted.returncode == 0, accepted.stderr

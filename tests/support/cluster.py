@@ -155,6 +155,20 @@ class Cluster:
         """`kubectl get ARGS -o json`, parsed."""
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def install_crd(self, timeout: float = 60) -> None:
+        """The FineTuneJob CRD, applied and established. Not `kubectl wait`: it fails at
+        once, instead of waiting, while the new CRD has no status conditions yet."""
+        self.kubectl("apply", "--server-side", "-f",
+                     str(REPO / "crds/finetunejobs.ftjob.dev.yaml"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conditions = self.get("crd", "finetunejobs.ftjob.dev").get(
+                "status", {}).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                return
+            time.sleep(0.2)
+        raise ClusterError(f"the FineTuneJob CRD was not established within {timeout} s")
+
     def is_running(self) -> bool:
         if not self.kubeconfig.exists():
             return False

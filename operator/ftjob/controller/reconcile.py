@@ -88,7 +88,7 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
         return None  # going away: garbage collection removes what it owns
     body = RECENT.freshest(body)
     metadata = body["metadata"]
-    namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
+    namespace, name = metadata["namespace"], metadata["name"]
     decided = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds, now)
     if decided is None:
         return None
