@@ -74,6 +74,9 @@ class ApiModel(BaseModel):
         extra="forbid",
         frozen=False,
         validate_default=False,
+        # A field's docstring (the string right below it) is its description in the CRD,
+        # which `kubectl explain` shows.
+        use_attribute_docstrings=True,
     )
 
     def to_wire(self) -> dict:

@@ -92,68 +92,96 @@ LabelMap = dict[LabelKey, LabelValue]
 
 class LabelSelectorRequirement(ApiModel):
     key: LabelKey
+    """Label key the requirement applies to"""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """In, NotIn, Exists or DoesNotExist"""
     values: list[LabelValue] | None = bounded_list(64, default=None)
+    """Values for In and NotIn; empty for Exists and DoesNotExist"""
 
 
 class LabelSelector(ApiModel):
     match_labels: dict[LabelKey, LabelValue] | None = Field(None, max_length=64)
+    """Labels a pod must have, each with this value"""
     match_expressions: list[LabelSelectorRequirement] | None = bounded_list(16, default=None)
+    """Requirements a pod's labels must meet, all of them"""
 
 
 class NodeSelectorRequirement(ApiModel):
     key: LabelKey
+    """Node label key (or field, in matchFields)"""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    """In, NotIn, Exists, DoesNotExist, Gt or Lt"""
     values: list[LabelValue] | None = bounded_list(64, default=None)
+    """Values to compare with; one integer for Gt and Lt"""
 
 
 class NodeSelectorTerm(ApiModel):
     match_expressions: list[NodeSelectorRequirement] | None = bounded_list(16, default=None)
+    """Requirements on node labels, all of them"""
     match_fields: list[NodeSelectorRequirement] | None = bounded_list(16, default=None)
+    """Requirements on node fields (metadata.name), all of them"""
 
 
 class NodeSelector(ApiModel):
     node_selector_terms: list[NodeSelectorTerm] = bounded_list(16, min_length=1)
+    """Terms of which a node must meet at least one"""
 
 
 class PreferredSchedulingTerm(ApiModel):
     weight: int = Field(ge=1, le=100)
+    """How much meeting the preference counts, 1-100"""
     preference: NodeSelectorTerm
+    """The node requirements preferred"""
 
 
 class NodeAffinity(ApiModel):
     required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+    """Nodes the training pods must land on"""
     preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = (
         bounded_list(16, default=None))
+    """Nodes the scheduler prefers for the training pods"""
 
 
 class PodAffinityTerm(ApiModel):
     label_selector: LabelSelector | None = None
+    """The pods this term is about"""
     namespace_selector: LabelSelector | None = None
+    """Namespaces whose pods count; with namespaces, either may match"""
     namespaces: list[Name] | None = bounded_list(16, default=None)
+    """Namespaces whose pods count; default this job's"""
     topology_key: LabelKey
+    """Node label that defines 'near', e.g. kubernetes.io/hostname"""
     match_label_keys: list[LabelKey] | None = bounded_list(16, default=None)
+    """Label keys whose values of the incoming pod are added to the selector (In)"""
     mismatch_label_keys: list[LabelKey] | None = bounded_list(16, default=None)
+    """Label keys whose values of the incoming pod are added to the selector (NotIn)"""
 
 
 class WeightedPodAffinityTerm(ApiModel):
     weight: int = Field(ge=1, le=100)
+    """How much meeting the term counts, 1-100"""
     pod_affinity_term: PodAffinityTerm
+    """The pods to be near (or away from)"""
 
 
 class PodAffinity(ApiModel):
     required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = (
         bounded_list(16, default=None))
+    """Terms every training pod must meet"""
     preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = (
         bounded_list(16, default=None))
+    """Terms the scheduler prefers"""
 
 
 class Affinity(ApiModel):
     """core/v1 Affinity: which nodes the pods may land on, near or away from which pods."""
 
     node_affinity: NodeAffinity | None = None
+    """Which nodes the training pods land on"""
     pod_affinity: PodAffinity | None = None
+    """Which pods the training pods land near"""
     pod_anti_affinity: PodAffinity | None = None
+    """Which pods the training pods keep away from"""
 
 
 class Toleration(ApiModel):
@@ -167,10 +195,15 @@ class Toleration(ApiModel):
     )}
 
     key: LabelKey | None = None
+    """Taint key; without one, operator Exists tolerates every taint"""
     operator: Literal["Exists", "Equal"] = "Equal"
+    """Equal (key and value match) or Exists (the key matches)"""
     value: LabelValue | None = None
+    """Taint value, with operator Equal"""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """NoSchedule, PreferNoSchedule or NoExecute; empty matches all"""
     toleration_seconds: int | None = None
+    """With NoExecute: how long the pod stays after the taint appears"""
 
     @model_validator(mode="after")
     def _operator_fits(self):
@@ -183,19 +216,27 @@ class Toleration(ApiModel):
 
 class KeySelector(ApiModel):
     name: Name
+    """Name of the ConfigMap or Secret, in the job's namespace"""
     key: ShortText
+    """The key to read"""
     optional: bool | None = None
+    """Start even if the object or key is missing"""
 
 
 class ObjectFieldSelector(ApiModel):
     field_path: ShortText
+    """Pod field, e.g. metadata.name or status.podIP"""
     api_version: ShortText | None = None
+    """Version of the schema field_path is in (v1)"""
 
 
 class ResourceFieldSelector(ApiModel):
     resource: ShortText
+    """Container resource, e.g. limits.memory"""
     container_name: ShortText | None = None
+    """Container to read it from (the trainer)"""
     divisor: Quantity | None = None
+    """Unit of the value, e.g. 1Mi"""
 
 
 def _exactly_one(model: ApiModel, fields: tuple[str, ...], what: str) -> None:
@@ -223,9 +264,13 @@ class EnvVarSource(ApiModel):
         _one_of_rule(ENV_SOURCES, "valueFrom"))}
 
     config_map_key_ref: KeySelector | None = None
+    """A key of a ConfigMap"""
     secret_key_ref: KeySelector | None = None
+    """A key of a Secret (its creator must be allowed to get it)"""
     field_ref: ObjectFieldSelector | None = None
+    """A field of the pod"""
     resource_field_ref: ResourceFieldSelector | None = None
+    """A resource of the container"""
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -241,8 +286,11 @@ class EnvVar(ApiModel):
     )}
 
     name: EnvName
+    """Variable name; FTJOB_* names are ftjob's"""
     value: Annotated[str, StringConstraints(max_length=32768)] | None = None
+    """The value"""
     value_from: EnvVarSource | None = None
+    """Where the value comes from, instead of value"""
 
     @model_validator(mode="after")
     def _not_reserved(self):
@@ -255,62 +303,92 @@ class EnvVar(ApiModel):
 
 class KeyToPath(ApiModel):
     key: ShortText
+    """The key to project"""
     path: RelativePath
+    """Relative path of the file in the volume"""
     mode: FileMode | None = None
+    """File mode bits, e.g. 0644 (420)"""
 
 
 class DownwardApiFile(ApiModel):
     path: RelativePath
+    """Relative path of the file in the volume"""
     field_ref: ObjectFieldSelector | None = None
+    """A field of the pod"""
     resource_field_ref: ResourceFieldSelector | None = None
+    """A resource of the container"""
     mode: FileMode | None = None
+    """File mode bits"""
 
 
 class EmptyDirSource(ApiModel):
     medium: Literal["", "Memory"] | None = None
+    """'' for the node's disk, Memory for tmpfs"""
     size_limit: Quantity | None = None
+    """Most the volume may hold"""
 
 
 class ConfigMapSource(ApiModel):
     name: Name
+    """ConfigMap in the job's namespace"""
     items: list[KeyToPath] | None = bounded_list(64, default=None)
+    """Keys to project, and where; default every key"""
     default_mode: FileMode | None = None
+    """File mode bits of the files"""
     optional: bool | None = None
+    """Start even if the ConfigMap is missing"""
 
 
 class SecretSource(ApiModel):
     secret_name: Name
+    """Secret in the job's namespace (its creator must be allowed to get it)"""
     items: list[KeyToPath] | None = bounded_list(64, default=None)
+    """Keys to project, and where; default every key"""
     default_mode: FileMode | None = None
+    """File mode bits of the files"""
     optional: bool | None = None
+    """Start even if the Secret is missing"""
 
 
 class PersistentVolumeClaimSource(ApiModel):
     claim_name: Name
+    """PersistentVolumeClaim in the job's namespace"""
     read_only: bool | None = None
+    """Mount it read-only"""
 
 
 class DownwardApiSource(ApiModel):
     items: list[DownwardApiFile] | None = bounded_list(32, default=None)
+    """Pod fields and resources to project as files"""
     default_mode: FileMode | None = None
+    """File mode bits of the files"""
 
 
 class ProjectedConfigMap(ApiModel):
     name: Name
+    """ConfigMap in the job's namespace"""
     items: list[KeyToPath] | None = bounded_list(64, default=None)
+    """Keys to project, and where; default every key"""
     optional: bool | None = None
+    """Start even if the ConfigMap is missing"""
 
 
 class ProjectedSecret(ApiModel):
     name: Name
+    """Secret in the job's namespace (its creator must be allowed to get it)"""
     items: list[KeyToPath] | None = bounded_list(64, default=None)
+    """Keys to project, and where; default every key"""
     optional: bool | None = None
+    """Start even if the Secret is missing"""
 
 
 class ServiceAccountTokenProjection(ApiModel):
     path: RelativePath
+    """Relative path of the token file"""
     audience: ShortText | None = None
+    """Audience of the token; default the API server's"""
     expiration_seconds: int | None = Field(None, ge=600, le=2**32)
+    """Lifetime of the token, at least 600"""
 
 
 PROJECTIONS = ("config_map", "secret", "downward_api", "service_account_token")
@@ -321,9 +399,13 @@ class VolumeProjection(ApiModel):
         _one_of_rule(PROJECTIONS, "a projected source"))}
 
     config_map: ProjectedConfigMap | None = None
+    """A ConfigMap's keys"""
     secret: ProjectedSecret | None = None
+    """A Secret's keys"""
     downward_api: DownwardApiSource | None = Field(None, alias=ALIASES["downward_api"])
+    """Pod fields and resources"""
     service_account_token: ServiceAccountTokenProjection | None = None
+    """A token of the job's trainer ServiceAccount"""
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -333,7 +415,9 @@ class VolumeProjection(ApiModel):
 
 class ProjectedSource(ApiModel):
     sources: list[VolumeProjection] = bounded_list(16, min_length=1)
+    """What the volume combines"""
     default_mode: FileMode | None = None
+    """File mode bits of the files"""
 
 
 VOLUME_SOURCES = ("empty_dir", "config_map", "secret", "persistent_volume_claim",
@@ -351,12 +435,19 @@ class Volume(ApiModel):
     )}
 
     name: VolumeName
+    """Volume name; config, scratch and dshm are ftjob's"""
     empty_dir: EmptyDirSource | None = None
+    """A scratch directory that lives as long as the pod"""
     config_map: ConfigMapSource | None = None
+    """A ConfigMap's keys as files"""
     secret: SecretSource | None = None
+    """A Secret's keys as files"""
     persistent_volume_claim: PersistentVolumeClaimSource | None = None
+    """A PersistentVolumeClaim"""
     downward_api: DownwardApiSource | None = Field(None, alias=ALIASES["downward_api"])
+    """Pod fields and resources as files"""
     projected: ProjectedSource | None = None
+    """Several sources in one directory"""
 
     @model_validator(mode="after")
     def _one_source_not_reserved(self):
@@ -380,9 +471,13 @@ class VolumeMount(ApiModel):
     )}
 
     name: VolumeName
+    """One of podTemplate.volumes"""
     mount_path: AbsolutePath
+    """Absolute path in the trainer container; not /etc/ftjob, /scratch or /dev/shm"""
     sub_path: RelativePath | None = None
+    """Mount only this relative path of the volume"""
     read_only: bool | None = None
+    """Mount it read-only"""
 
     @model_validator(mode="after")
     def _not_reserved(self):
