@@ -35,6 +35,23 @@ def seaweedfs(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+def s3_bucket(seaweedfs):
+    """Makes buckets for one test and deletes them after it. Checkpoints of a real model
+    are hundreds of megabytes each: kept for the whole session they filled a CI machine's
+    disk."""
+    made = []
+
+    def make(name: str) -> str:
+        seaweedfs.create_bucket(name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        seaweedfs.delete_bucket(name)
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """A control plane of its own for this test run (never the developer's .cluster/), with

@@ -33,7 +33,7 @@ def create_storage_secret(cluster, namespace: str) -> None:
 
 
 @pytest.fixture
-def storage(cluster, namespace, seaweedfs):
-    seaweedfs.create_bucket("e2e")
+def storage(cluster, namespace, seaweedfs, s3_bucket):
+    s3_bucket("e2e")
     create_storage_secret(cluster, namespace)
     return seaweedfs

@@ -19,10 +19,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def test_operator_on_the_charts_service_account_runs_a_real_job(
-        cluster, crd, kubelet, seaweedfs, minilm_path, tmp_path):
+        cluster, crd, kubelet, seaweedfs, s3_bucket, minilm_path, tmp_path):
     release = restricted_namespace(cluster, f"ftjob-rbac-{os.getpid()}")
     jobs = restricted_namespace(cluster, f"rbac-e2e-{os.getpid()}")
-    seaweedfs.create_bucket("e2e")
+    s3_bucket("e2e")
     create_storage_secret(cluster, jobs)
     helm(cluster, "install", "ftjob", str(CHART), "-n", release, "--wait", "--timeout", "120s",
          "--set", "crds.enabled=false", "--set", "watch.mode=namespaces",

@@ -20,8 +20,8 @@ def assert_clean_failure(result, code: int, *words: str) -> None:
 
 
 @pytest.fixture
-def bucket(seaweedfs):
-    seaweedfs.create_bucket("bad")
+def bucket(seaweedfs, s3_bucket):
+    s3_bucket("bad")
     yield "bad"
     assert seaweedfs.keys("bad") == [], "a failed run left objects in storage"
 

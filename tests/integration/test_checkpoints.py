@@ -53,8 +53,8 @@ def kill_tree(process, sig) -> None:
             pass
 
 
-def test_upload_marker_retention_and_export(ftjob_run, minilm_path, seaweedfs):
-    seaweedfs.create_bucket("ckpt")
+def test_upload_marker_retention_and_export(ftjob_run, minilm_path, seaweedfs, s3_bucket):
+    s3_bucket("ckpt")
     job = s3_job("upload", minilm_path, "ckpt",
                  training={"maxSteps": 8, "saveSteps": 2})
     run = ftjob_run(job)
@@ -82,8 +82,8 @@ def test_upload_marker_retention_and_export(ftjob_run, minilm_path, seaweedfs):
 
 
 def test_killed_run_resumes_from_newest_complete_checkpoint(ftjob_run, minilm_path,
-                                                            seaweedfs):
-    seaweedfs.create_bucket("resume")
+                                                            seaweedfs, s3_bucket):
+    s3_bucket("resume")
     prefix = "killed/checkpoints/"
     job = s3_job("killed", minilm_path, "resume",
                  training={"maxSteps": 40, "saveSteps": 4})
@@ -119,8 +119,9 @@ def test_killed_run_resumes_from_newest_complete_checkpoint(ftjob_run, minilm_pa
     assert unmarked not in checkpoint_steps(seaweedfs, "resume", prefix, complete_only=False)
 
 
-def test_sigterm_saves_and_exits_with_preempted_code(ftjob_run, minilm_path, seaweedfs):
-    seaweedfs.create_bucket("term")
+def test_sigterm_saves_and_exits_with_preempted_code(ftjob_run, minilm_path, seaweedfs,
+                                                     s3_bucket):
+    s3_bucket("term")
     prefix = "term/checkpoints/"
     job = s3_job("term", minilm_path, "term", training={"maxSteps": 200, "saveSteps": 1000})
     run = ftjob_run(job)
