@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer bench-cluster bench-operator bench-api-costs bench-validate crd training-args binaries cluster-up cluster-down lock deps-upgrade
+.PHONY: install demo test test-unit bench-trainer bench-cluster bench-operator bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
@@ -30,6 +30,10 @@ bench-trainer: install
 
 bench-validate: install
 	$(PYTHON) -m bench.validate_bench
+
+bench-fidelity: install
+	$(PYTHON) examples/seed_model_cache.py
+	$(PYTHON) -m bench.fidelity_bench
 
 crd:
 	ftjob crd > crds/finetunejobs.ftjob.dev.yaml

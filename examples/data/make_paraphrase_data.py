@@ -96,15 +96,16 @@ def render(rows: int, seed: int) -> str:
 SPLITS = {"paraphrase-train.csv": (2000, 42), "paraphrase-validation.csv": (400, 7)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_or_check(files: dict[str, str], generator: str, description: str) -> int:
+    """Writes the generated files next to the generator, or with --check exits 1 when a
+    committed one differs."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if the committed files differ from a fresh generation")
     args = parser.parse_args()
     folder = Path(__file__).resolve().parent
     stale = []
-    for name, (rows, seed) in SPLITS.items():
-        text = render(rows, seed)
+    for name, text in files.items():
         path = folder / name
         if args.check:
             if not path.exists() or path.read_text() != text:
@@ -112,9 +113,14 @@ def main() -> int:
         else:
             path.write_text(text)
     if stale:
-        print(f"stale: {', '.join(stale)}; run {Path(__file__).name}", file=sys.stderr)
+        print(f"stale: {', '.join(stale)}; run {generator}", file=sys.stderr)
         return 1
     return 0
+
+
+def main() -> int:
+    files = {name: render(rows, seed) for name, (rows, seed) in SPLITS.items()}
+    return write_or_check(files, Path(__file__).name, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

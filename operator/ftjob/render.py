@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .api.spec import DistributedSpec, FineTuneJob
+from .api.spec import DatasetSpec, DistributedSpec, FineTuneJob
+from .api.tasks import TASKS
 
 TRAINER_CONFIG = "config.json"
 DEEPSPEED_CONFIG = "deepspeed.json"
@@ -89,14 +90,19 @@ def fsdp_arguments(distributed: DistributedSpec) -> dict:
     return {"fsdp": " ".join(options)}
 
 
+def eval_data_given(dataset: DatasetSpec) -> bool:
+    return bool(dataset.files.eval) if dataset.files else dataset.splits.eval is not None
+
+
+def has_eval_data(dataset: DatasetSpec) -> bool:
+    """Eval files, a hub eval split, or a share of the train rows held out."""
+    return eval_data_given(dataset) or bool(dataset.validation_split_percentage)
+
+
 def training_arguments(job: FineTuneJob) -> dict:
     spec = job.spec
-    training = {**TRAINING_DEFAULTS, **spec.training}
-    if spec.model.task == "sequence-classification":
-        # Token averaging across ranks is for token-level losses. Classification heads
-        # ignore the token count, yet the Trainer still multiplies their loss by the world
-        # size, which doubles both the reported loss and the gradients under DDP.
-        training.setdefault("average_tokens_across_devices", False)
+    training = {**TRAINING_DEFAULTS, **TASKS[spec.model.task].training_defaults,
+                **spec.training}
     training["save_total_limit"] = spec.checkpoints.keep
     training["disable_tqdm"] = True  # ftjob's progress sink replaces the Trainer's bar
     if spec.distributed.gpus_per_node == 0:
@@ -104,7 +110,7 @@ def training_arguments(job: FineTuneJob) -> dict:
     if spec.distributed.strategy == "deepspeed":
         training["deepspeed"] = DEEPSPEED_CONFIG  # resolved next to the config file
     training.update(fsdp_arguments(spec.distributed))
-    if spec.dataset.splits.eval is None and spec.dataset.files and not spec.dataset.files.eval:
+    if not has_eval_data(spec.dataset):
         training.setdefault("eval_strategy", "no")
     return training
 
@@ -112,8 +118,8 @@ def training_arguments(job: FineTuneJob) -> dict:
 def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
     spec = job.spec
     dataset = spec.dataset
-    has_eval = bool(dataset.files.eval) if dataset.files else dataset.splits.eval is not None
     lora = spec.peft
+    task_settings = spec.task_settings()
     return {
         "job": {"name": job.metadata.name, "namespace": job.metadata.namespace,
                 "attempt": placement.attempt},
@@ -137,12 +143,14 @@ def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
             "text_columns": dataset.text_columns,
             "label_column": dataset.label_column,
             "train_split": dataset.splits.train,
-            "eval_split": dataset.splits.eval if has_eval else None,
+            "eval_split": dataset.splits.eval if eval_data_given(dataset) else None,
             "max_length": dataset.max_length,
             "max_train_samples": dataset.max_train_samples,
             "max_eval_samples": dataset.max_eval_samples,
+            "validation_split_percentage": dataset.validation_split_percentage,
             "metrics": spec.metrics,
         },
+        "task": task_settings.model_dump() if task_settings else {},
         "storage": {
             "work_dir": placement.work_dir,
             "checkpoint_uri": placement.checkpoint_uri,

@@ -77,6 +77,11 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
         ("host-path", {"podTemplate": {"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}},
          "hostPath"),
         ("bucket", {"checkpoints": {"uri": "s3:///nobucket"}}, "checkpoints.uri"),
+        ("other-task", {"maskedLm": {"mlmProbability": 0.2}},
+         "spec.maskedLm is for task masked-lm only"),
+        ("eval-twice", {"dataset": {**quickstart["spec"]["dataset"],
+                                    "validationSplitPercentage": 10}},
+         "validationSplitPercentage makes it from train"),
     ]:
         job = json.loads(json.dumps(quickstart))
         job["metadata"]["name"] = name

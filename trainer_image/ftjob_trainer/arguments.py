@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from transformers import HfArgumentParser, TrainingArguments
 
@@ -22,7 +23,7 @@ class JobArguments:
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Hub id, local dir or storage URI"})
     task: str = field(default="sequence-classification",
-                      metadata={"choices": ["sequence-classification", "causal-lm"]})
+                      metadata={"help": "A task of ftjob_trainer.tasks.TASKS"})
     revision: str | None = field(default=None)
     num_labels: int | None = field(default=None)
     trust_remote_code: bool = field(default=False)
@@ -49,6 +50,8 @@ class DataArguments:
     max_length: int = field(default=128)
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
+    validation_split_percentage: int | None = field(default=None, metadata={
+        "help": "Without an eval split, this share of the train rows becomes one"})
     metrics: list[str] = field(default_factory=list)
 
 
@@ -100,6 +103,7 @@ class Config:
     storage: StorageArguments
     reporting: ReportingArguments
     training: TrainingArguments
+    task: Any = None  # the task's own Arguments (ftjob_trainer.tasks)
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -117,8 +121,12 @@ def load_config(path: str | os.PathLike) -> Config:
     if os.environ.get("FTJOB_ATTEMPT"):
         raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
     raw["training"]["output_dir"] = str(Path(raw["storage"]["work_dir"]) / "checkpoints")
+    from .tasks import task_for
+
+    sections = {**SECTIONS,
+                "task": task_for(raw["model"].get("task", "sequence-classification")).Arguments}
     parsed = {}
-    for section, cls in SECTIONS.items():
+    for section, cls in sections.items():
         (parsed[section],) = HfArgumentParser(cls).parse_dict(raw.get(section, {}),
                                                                allow_extra_keys=False)
     return Config(**parsed)

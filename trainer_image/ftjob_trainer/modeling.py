@@ -1,4 +1,4 @@
-"""Tokenizer and model loading (hub id, local folder or storage URI) and LoRA."""
+"""Loading tokenizers and models (hub id, local folder or storage URI), with LoRA."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import hashlib
 import logging
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, \
-    AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from .arguments import ModelArguments
-from .data import Labels
 from .errors import NotFound
 from .storage import Location, is_storage_uri
 
@@ -51,32 +49,33 @@ def load_tokenizer(path: str, model_args: ModelArguments):
     return tokenizer
 
 
-def load_model(path: str, model_args: ModelArguments, labels: Labels | None):
-    common = {"revision": model_args.revision,
-              "trust_remote_code": model_args.trust_remote_code}
+def load_model_config(path: str, model_args: ModelArguments):
+    """The model's config.json alone (no weights), for checks before the weights load."""
     try:
-        if model_args.task == "causal-lm":
-            # Encoder checkpoints (BERT-style) become decoders with is_decoder; real causal
-            # LMs ignore the flag.
-            model = AutoModelForCausalLM.from_pretrained(path, is_decoder=True, **common)
-        else:
-            kwargs = {"num_labels": labels.num_labels}
-            if labels.names:
-                kwargs["id2label"] = dict(enumerate(labels.names))
-                kwargs["label2id"] = {n: i for i, n in enumerate(labels.names)}
-            model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs,
-                                                                       **common)
+        return AutoConfig.from_pretrained(path, revision=model_args.revision,
+                                          trust_remote_code=model_args.trust_remote_code)
     except (OSError, ValueError) as error:
         raise model_not_found(model_args.model_name_or_path, error) from None
-    if model_args.use_lora:
-        model = apply_lora(model, model_args)
+
+
+def load_pretrained(auto_class, path: str, model_args: ModelArguments,
+                    lora_task_type: str | None, use_lora: bool | None = None, **kwargs):
+    """`auto_class.from_pretrained`, with LoRA applied when the job asks for it (or when
+    `use_lora` says so)."""
+    try:
+        model = auto_class.from_pretrained(
+            path, revision=model_args.revision,
+            trust_remote_code=model_args.trust_remote_code, **kwargs)
+    except (OSError, ValueError) as error:
+        raise model_not_found(model_args.model_name_or_path, error) from None
+    if model_args.use_lora if use_lora is None else use_lora:
+        model = apply_lora(model, model_args, lora_task_type)
     return model
 
 
-def apply_lora(model, model_args: ModelArguments):
-    from peft import LoraConfig, TaskType, get_peft_model
+def apply_lora(model, model_args: ModelArguments, task_type: str | None):
+    from peft import LoraConfig, get_peft_model
 
-    task_type = TaskType.CAUSAL_LM if model_args.task == "causal-lm" else TaskType.SEQ_CLS
     config = LoraConfig(task_type=task_type, r=model_args.lora_r,
                         lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                         target_modules=model_args.lora_target_modules)

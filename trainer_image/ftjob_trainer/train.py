@@ -9,31 +9,25 @@ import os
 import re
 import sys
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import torch.distributed as dist
 import transformers
-from transformers import (
-    DataCollatorForLanguageModeling,
-    DataCollatorWithPadding,
-    PrinterCallback,
-    Trainer,
-    set_seed,
-)
+from transformers import PrinterCallback, Trainer, set_seed
 
 from .arguments import Config, load_config
 from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
 from .checkpoints import BackgroundUploader, CheckpointStore
-from .data import check_columns, label_ids, load_raw_datasets, tokenize
+from .data import load_raw_datasets
 from .errors import ConfigError, PeerLost, Preempted, TrainerError
 from .export import FINAL_MODEL, export_model, finished_export
 from .hub import check_hub, push_folder
 from .lifetime import die_with_parent
-from .metrics import add_loss_metrics, build_compute_metrics
-from .modeling import load_model, load_tokenizer, resolve_model_path
+from .metrics import add_loss_metrics
+from .modeling import load_tokenizer, resolve_model_path
 from .preflight import check_storage, storage_locations
 from .reporting import JsonLinesSink, Reporter, TerminalSink
+from .tasks import task_for
 
 logger = logging.getLogger("ftjob_trainer")
 
@@ -173,23 +167,7 @@ def train(config: Config, reporter_box: list) -> int:
         model_path = resolve_model_path(config.model, cache_dir)
         tokenizer = load_tokenizer(model_path, config.model)
         raw = load_raw_datasets(config.data, cache_dir)
-        classification = config.model.task == "sequence-classification"
-        check_columns(raw, config.data, needs_labels=classification)
-        labels = None
-        if classification:
-            raw, labels = label_ids(raw, config.data)
-            if config.model.num_labels and config.model.num_labels < labels.num_labels:
-                raise ConfigError(f"spec.model.numLabels is {config.model.num_labels} but the "
-                                  f"data has {labels.num_labels} labels")
-            if config.model.num_labels:
-                labels.num_labels = config.model.num_labels
-        tokenized = tokenize(raw, tokenizer, config.data, config.model.task)
-        model = load_model(model_path, config.model, labels)
-
-    collator = DataCollatorWithPadding(tokenizer) if classification else \
-        DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    compute_metrics = build_compute_metrics(config.data.metrics, labels.num_labels) \
-        if classification else None
+        parts = task_for(config.model.task).build(config, model_path, tokenizer, raw)
 
     uploader = None
     if topology.is_local_main:
@@ -206,14 +184,15 @@ def train(config: Config, reporter_box: list) -> int:
     progress = ProgressCallback(reporter, job=config.job.name,
                                 resumedFrom={"step": latest.step, "uri": latest.uri}
                                 if latest else None)
-    trainer = Trainer(
-        model=model,
+    trainer = parts.trainer_class(
+        model=parts.model,
         args=args,
-        train_dataset=tokenized["train"],
-        eval_dataset=tokenized.get("eval"),
+        train_dataset=parts.train_dataset,
+        eval_dataset=parts.eval_dataset,
         processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=compute_metrics,
+        data_collator=parts.data_collator,
+        compute_metrics=parts.compute_metrics,
+        preprocess_logits_for_metrics=parts.preprocess_logits_for_metrics,
         callbacks=[upload_callback, preemption, progress],
     )
     if config.reporting.terminal:
@@ -230,11 +209,10 @@ def train(config: Config, reporter_box: list) -> int:
         # Resumed at the end (the export had not been made): no step ran, so the Trainer's
         # average loss over zero steps means nothing.
         metrics.pop("train_loss", None)
-    if "eval" in tokenized:
+    if parts.eval_dataset is not None:
         metrics.update(final_eval_metrics(trainer))
     add_loss_metrics(metrics, config.data.metrics)
-    load_lora_base = (lambda: load_model(model_path, replace(config.model, use_lora=False),
-                                         labels)) \
+    load_lora_base = parts.load_base_model \
         if config.model.use_lora and config.model.lora_merge_on_export else None
     exported = export_model(trainer, tokenizer, metrics, work_dir / FINAL_MODEL, output,
                             topology.is_global_main, load_lora_base)

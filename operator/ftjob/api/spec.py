@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from .base import (
     JOB_NAME,
@@ -25,9 +26,10 @@ from .base import (
     cel,
 )
 from .pod import PodTemplate, Resources
+from .tasks import SETTINGS_FIELDS, TASKS, CausalLmSpec, MaskedLmSpec, Task, \
+    TokenClassificationSpec, task_fits
 from .training_args import check_training_arguments
 
-Task = Literal["sequence-classification", "causal-lm"]
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
 Launcher = Literal["torchrun", "accelerate"]
 
@@ -37,7 +39,9 @@ class ModelSpec(ApiModel):
         description="Hugging Face hub id, local directory, or storage URI (s3://, gs://, file://)"
     )
     revision: ShortText | None = Field(None, description="Hub revision (branch, tag or commit)")
-    task: Task = "sequence-classification"
+    task: Task = Field("sequence-classification", description=(
+        "What the model learns; a task with settings reads them from the spec section "
+        "named after it (maskedLm, causalLm, tokenClassification)"))
     num_labels: int | None = Field(None, ge=1, le=100_000)
     trust_remote_code: bool = False
 
@@ -63,11 +67,16 @@ class DatasetSplits(ApiModel):
     eval: ShortText | None = "validation"
 
 
+EVAL_SPLIT_TWICE = "files.eval is the eval data; validationSplitPercentage makes it from train"
+
+
 class DatasetSpec(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel(
             ("has(self.name) != has(self.files)", "set exactly one of name and files"),
             ("!has(self.config) || has(self.name)", "config needs a hub dataset name"),
+            ("!has(self.validationSplitPercentage) || !has(self.files) || "
+             "!has(self.files.eval)", EVAL_SPLIT_TWICE),
         )
     }
 
@@ -85,6 +94,9 @@ class DatasetSpec(ApiModel):
     max_length: int = Field(128, ge=8, le=131_072)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
+    validation_split_percentage: int | None = Field(None, ge=1, le=50, description=(
+        "Without eval data (no files.eval, or a hub dataset without splits.eval), the first "
+        "N% of the train rows become the eval split (run_mlm's validation_split_percentage)"))
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -92,6 +104,8 @@ class DatasetSpec(ApiModel):
             raise ValueError("set exactly one of name and files")
         if self.config is not None and self.name is None:
             raise ValueError("config needs a hub dataset name")
+        if self.validation_split_percentage and self.files and self.files.eval:
+            raise ValueError(EVAL_SPLIT_TWICE)
         return self
 
 
@@ -212,7 +226,8 @@ class RunPolicy(ApiModel):
 MUTABLE_RUN_POLICY = ("suspend", "backoffLimit", "activeDeadlineSeconds",
                       "ttlSecondsAfterFinished")
 IMMUTABLE_SPEC_FIELDS = ("model", "peft", "dataset", "training", "metrics", "distributed",
-                         "checkpoints", "output", "resources", "image", "podTemplate")
+                         "checkpoints", "output", "resources", "image", "podTemplate",
+                         "maskedLm", "causalLm", "tokenClassification")
 
 
 def _immutable(path: str) -> tuple[str, str]:
@@ -231,10 +246,21 @@ def _immutable_run_policy(name: str) -> tuple[str, str]:
             f"spec.runPolicy.{name} cannot change once created")
 
 
+def settings_for_task(field: str) -> str:
+    return f"spec.{to_camel(field)} is for task {SETTINGS_FIELDS[field]} only"
+
+
+def _settings_match_task(field: str) -> tuple[str, str]:
+    task = "(has(self.model.task) ? self.model.task : 'sequence-classification')"
+    return (f"!has(self.{to_camel(field)}) || {task} == '{SETTINGS_FIELDS[field]}'",
+            settings_for_task(field))
+
+
 class FineTuneJobSpec(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         *[_immutable(field) for field in IMMUTABLE_SPEC_FIELDS],
-        *[_immutable_run_policy(field) for field in ("queueName", "priorityClassName")])}
+        *[_immutable_run_policy(field) for field in ("queueName", "priorityClassName")],
+        *[_settings_match_task(field) for field in SETTINGS_FIELDS])}
 
     model: ModelSpec
     peft: LoraSpec | None = None
@@ -244,6 +270,9 @@ class FineTuneJobSpec(ApiModel):
         description="Hugging Face TrainingArguments, camelCase or snake_case names",
     )
     metrics: list[ShortText] = bounded_list(16, default_factory=list)
+    masked_lm: MaskedLmSpec | None = None
+    causal_lm: CausalLmSpec | None = None
+    token_classification: TokenClassificationSpec | None = None
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -258,13 +287,21 @@ class FineTuneJobSpec(ApiModel):
         return check_training_arguments(training)
 
     @model_validator(mode="after")
-    def _task_fits_data(self):
-        if self.model.task == "causal-lm" and self.metrics:
-            bad = [m for m in self.metrics if m != "perplexity"]
-            if bad:
-                raise ValueError(
-                    f"metrics {bad} need labels; causal-lm supports only perplexity")
+    def _task_fits(self):
+        problems = [settings_for_task(field) for field in SETTINGS_FIELDS
+                    if getattr(self, field) is not None
+                    and SETTINGS_FIELDS[field] != self.model.task]
+        problems += task_fits(self.model.task, self.metrics, self.dataset.text_columns)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def task_settings(self) -> ApiModel | None:
+        """The task's settings, defaults filled in; None for a task without settings."""
+        info = TASKS[self.model.task]
+        if info.settings is None:
+            return None
+        return getattr(self, info.section) or info.settings()
 
 
 class ObjectMeta(ApiModel):

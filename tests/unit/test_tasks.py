@@ -1,0 +1,151 @@
+"""The tasks: the operator's table and the trainer's modules agree, every example's config
+parses on the trainer side, and each task's data preparation does what it promises."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from datasets import Dataset, DatasetDict
+
+from ftjob import render
+from ftjob.api import load_job
+from ftjob.api.tasks import TASKS as SPEC_TASKS
+from ftjob_trainer.arguments import DataArguments, load_config
+from ftjob_trainer.errors import DataError
+from ftjob_trainer.tasks import TASKS as TRAINER_TASKS
+from ftjob_trainer.tasks import causal_lm, masked_lm, token_classification
+from ftjob_trainer.tasks.base import check_block_size, group_texts, hold_out_validation
+from tests.unit.test_render import EXAMPLES, PLACEMENT
+
+
+def test_the_operator_and_the_trainer_know_the_same_tasks():
+    assert list(SPEC_TASKS) == list(TRAINER_TASKS)
+
+
+@pytest.mark.parametrize("task", list(SPEC_TASKS))
+def test_each_task_setting_has_the_same_name_and_default_on_both_sides(task):
+    spec_model = SPEC_TASKS[task].settings
+    trainer_fields = {f.name: f.default for f in dataclasses.fields(TRAINER_TASKS[task].Arguments)}
+    spec_fields = {name: info.default for name, info in spec_model.model_fields.items()} \
+        if spec_model else {}
+    assert spec_fields == trainer_fields
+
+
+@pytest.mark.parametrize("example", ["quickstart", "masked-lm", "token-classification",
+                                     "causal-lm"])
+def test_each_examples_trainer_config_parses_with_its_tasks_arguments(example, tmp_path):
+    job = load_job(EXAMPLES / f"{example}.yaml")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(render.trainer_config(job, PLACEMENT)))
+    config = load_config(config_file)
+    assert config.model.task == job.spec.model.task
+    assert type(config.task) is TRAINER_TASKS[job.spec.model.task].Arguments
+    settings = job.spec.task_settings()
+    if settings is not None:
+        assert dataclasses.asdict(config.task) == settings.model_dump()
+
+
+def test_group_texts_cuts_exact_blocks_and_loses_only_the_tail():
+    lengths = [5, 1, 9, 3, 7, 2]
+    texts = [[100 * i + j for j in range(n)] for i, n in enumerate(lengths)]
+    joined = [token for text in texts for token in text]
+    blocks = group_texts({"input_ids": texts, "attention_mask": [[1] * n for n in lengths]},
+                         block_size=4)
+    assert all(len(block) == 4 for block in blocks["input_ids"])
+    assert len(blocks["input_ids"]) == sum(lengths) // 4
+    # In order, nothing duplicated, nothing lost but the last partial block.
+    assert [t for block in blocks["input_ids"] for t in block] == joined[:len(joined) // 4 * 4]
+    assert blocks["attention_mask"] == [[1] * 4] * len(blocks["input_ids"])
+
+
+def test_hold_out_validation_takes_the_first_rows_and_keeps_the_rest_for_training():
+    raw = DatasetDict({"train": Dataset.from_dict({"text": [str(i) for i in range(20)]})})
+    split = hold_out_validation(raw, DataArguments(validation_split_percentage=10))
+    assert split["eval"]["text"] == ["0", "1"]
+    assert split["train"]["text"] == [str(i) for i in range(2, 20)]
+    given = DatasetDict({**raw, "eval": raw["train"].select([0])})
+    assert hold_out_validation(given, DataArguments(validation_split_percentage=10)) is given
+    with pytest.raises(DataError, match="validationSplitPercentage"):
+        hold_out_validation(DatasetDict({"train": raw["train"].select([0])}),
+                            DataArguments(validation_split_percentage=10))
+
+
+def test_a_block_longer_than_the_models_context_names_the_field():
+    class Config:
+        max_position_embeddings = 512
+
+    check_block_size(512, Config(), "spec.causalLm.blockSize")
+    with pytest.raises(DataError, match=r"spec.causalLm.blockSize is 1024 .* at most 512"):
+        check_block_size(1024, Config(), "spec.causalLm.blockSize")
+
+
+def test_sub_word_labels_go_on_the_first_piece_of_each_word(minilm_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    words = ["Kubernetes", "met", "yesterday"]
+    names = ["O", "B-ORG", "I-ORG", "B-DATE", "I-DATE"]
+    tags = [1, 0, 3]
+    encoded = tokenizer(words, is_split_into_words=True)
+    pieces = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    assert pieces == ["[CLS]", "ku", "##ber", "##net", "##es", "met", "yesterday", "[SEP]"]
+    inside = token_classification.inside_tag(names)
+    assert token_classification.align_labels(encoded.word_ids(), tags, False, inside) == \
+        [-100, 1, -100, -100, -100, 0, 3, -100]
+    # label_all_tokens: the later pieces of a B- word carry its I- tag.
+    assert token_classification.align_labels(encoded.word_ids(), tags, True, inside) == \
+        [-100, 1, 2, 2, 2, 0, 3, -100]
+
+
+@pytest.mark.parametrize("truth,predicted,expected", [
+    ([["B-ORG", "I-ORG", "O", "B-DATE"]], [["B-ORG", "I-ORG", "O", "B-DATE"]],
+     {"precision": 1.0, "recall": 1.0, "f1": 1.0, "accuracy": 1.0}),
+    # A span cut short is a miss, not half a hit; the date is found.
+    ([["B-ORG", "I-ORG", "O", "B-DATE"]], [["B-ORG", "O", "O", "B-DATE"]],
+     {"precision": 0.5, "recall": 0.5, "f1": 0.5, "accuracy": 0.75}),
+    # The right span with the wrong type is a miss; an extra entity lowers precision.
+    ([["B-ORG", "O", "O"]], [["B-DATE", "O", "B-ORG"]],
+     {"precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 1 / 3}),
+    # I- after O opens an entity (conlleval's lenient reading).
+    ([["O", "I-ORG", "I-ORG"]], [["O", "B-ORG", "I-ORG"]],
+     {"precision": 1.0, "recall": 1.0, "f1": 1.0, "accuracy": 2 / 3}),
+])
+def test_entity_scores_count_whole_spans(truth, predicted, expected):
+    assert token_classification.entity_scores(truth, predicted) == pytest.approx(expected)
+
+
+def test_a_tag_outside_the_label_list_names_the_column_and_the_field():
+    raw = DatasetDict({"train": Dataset.from_dict({"tags": [["O", "B-ORG"]]}),
+                       "eval": Dataset.from_dict({"tags": [["O", "B-PER"]]})})
+    names = token_classification.tag_names(raw, "tags", None)
+    assert names == ["B-ORG", "O"]
+    with pytest.raises(DataError) as caught:
+        token_classification.tag_ids(raw, "tags", names)
+    assert "'B-PER'" in str(caught.value) and "eval" in str(caught.value)
+    assert "spec.tokenClassification.labels" in str(caught.value)
+    ids = token_classification.tag_ids(raw, "tags", ["O", "B-ORG", "B-PER"])
+    assert ids["eval"]["tags"] == [[0, 2]]
+
+
+def test_packed_causal_lm_text_ends_each_document_with_end_of_text(tiny_decoders):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_decoders["llama"])
+    batch = {"text": ["The council met.", "The bank grew."]}
+    tokenize = causal_lm.document_tokenizer(tokenizer, ["text"])
+    encoded = tokenize(batch)
+    for ids, text in zip(encoded["input_ids"], batch["text"]):
+        assert ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(ids[:-1]) == text
+    assert [len(m) for m in encoded["attention_mask"]] == \
+        [len(ids) for ids in encoded["input_ids"]]
+
+
+def test_masked_lm_keeps_special_tokens_out_of_the_masking(minilm_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    encoded = masked_lm.text_tokenizer(tokenizer, "text", None)({"text": ["a b", "c"]})
+    assert encoded["special_tokens_mask"][0] == [1, 0, 0, 1]

@@ -1,0 +1,90 @@
+"""What every task gives `train()`, and the helpers tasks share: checking columns, holding
+out a validation split, and packing texts into blocks of tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+from transformers import Trainer
+
+from ..arguments import DataArguments
+from ..errors import ConfigError, DataError
+
+
+@dataclass
+class TaskParts:
+    """Everything the Trainer is built from, as a task made it."""
+
+    model: Any
+    train_dataset: Dataset
+    eval_dataset: Dataset | None
+    data_collator: Callable
+    compute_metrics: Callable | None = None
+    preprocess_logits_for_metrics: Callable | None = None
+    trainer_class: type[Trainer] = Trainer
+    # A fresh copy of the base model, for a LoRA job that also exports the merged weights.
+    load_base_model: Callable[[], Any] | None = None
+
+
+def check_columns(raw: DatasetDict, wanted: list[str], fields: str) -> None:
+    """Every split has the columns the task reads; `fields` names the spec fields that
+    choose them."""
+    for split, dataset in raw.items():
+        missing = [c for c in wanted if c not in dataset.column_names]
+        if missing:
+            raise DataError(
+                f"the {split} data has no column {', '.join(missing)}; its columns are "
+                f"{', '.join(dataset.column_names)} (set {fields})")
+
+
+def single_text_column(data_args: DataArguments, task: str) -> str:
+    if len(data_args.text_columns) != 1:
+        raise ConfigError(f"spec.dataset.textColumns: {task} reads one column, not "
+                          f"{len(data_args.text_columns)}")
+    return data_args.text_columns[0]
+
+
+def hold_out_validation(raw: DatasetDict, data_args: DataArguments) -> DatasetDict:
+    """run_mlm's validation_split_percentage: without an eval split, the first N% of the
+    train data becomes one (the train split keeps the rest)."""
+    percentage = data_args.validation_split_percentage
+    if "eval" in raw or not percentage:
+        return raw
+    train = raw["train"]
+    held = len(train) * percentage // 100
+    if held == 0 or held == len(train):
+        raise DataError(f"spec.dataset.validationSplitPercentage {percentage} of "
+                        f"{len(train)} train rows leaves no eval or no train rows")
+    return DatasetDict({"train": train.select(range(held, len(train))),
+                        "eval": train.select(range(held))})
+
+
+def check_block_size(block_size: int, model_config, field: str) -> None:
+    """A block longer than the model's position table would fail inside the first step."""
+    context = getattr(model_config, "max_position_embeddings", None)
+    if context and block_size > context:
+        raise DataError(f"{field} is {block_size} but the model reads at most {context} "
+                        f"tokens (max_position_embeddings); set {field} to {context} or less")
+
+
+def group_texts(batch: dict, block_size: int) -> dict:
+    """Concatenates a batch of tokenized texts and cuts it into blocks of exactly
+    `block_size` tokens; the tail shorter than a block is dropped (run_clm, run_mlm)."""
+    joined = {key: list(chain.from_iterable(values)) for key, values in batch.items()}
+    total = len(joined["input_ids"]) // block_size * block_size
+    return {key: [values[i:i + block_size] for i in range(0, total, block_size)]
+            for key, values in joined.items()}
+
+
+def pack(tokenized: DatasetDict, block_size: int, desc: str) -> DatasetDict:
+    packed = tokenized.map(group_texts, batched=True, fn_kwargs={"block_size": block_size},
+                           desc=desc)
+    empty = [split for split, dataset in packed.items() if len(dataset) == 0]
+    if empty:
+        raise DataError(f"the {empty[0]} data has fewer tokens than one block of "
+                        f"{block_size}; lower the block size or give more text")
+    return packed
