@@ -35,7 +35,8 @@ def task_job(name: str, model: str, task: str, dataset: dict, **spec) -> dict:
 def text_job(name: str, model: str, task: str, **spec) -> dict:
     return task_job(name, model, task, {
         "files": {"train": NEWS}, "textColumns": ["text"], "maxLength": 32,
-        "maxTrainSamples": 200, "validationSplitPercentage": 10}, metrics=["perplexity"],
+        "maxTrainSamples": 200, "validationSplitPercentage": 10},
+        metrics=["perplexity", "accuracy"],
         **spec)
 
 
@@ -78,6 +79,7 @@ def test_masked_lm_trains_and_a_killed_run_resumes_from_its_checkpoint(ftjob_run
     assert_loss_went_down(rerun)
     assert done["metrics"]["eval_perplexity"] == pytest.approx(
         2.718281828 ** done["metrics"]["eval_loss"], rel=1e-6)
+    assert 0 < done["metrics"]["eval_accuracy"] < 1
 
 
 def test_token_classification_reports_entity_scores(ftjob_run, minilm_path):
@@ -110,6 +112,7 @@ def test_causal_lm_packs_text_for_a_real_decoder(ftjob_run, tiny_decoders, archi
     done = assert_trained(run.run(), run, steps=12)
     assert_loss_went_down(run)
     assert done["metrics"]["eval_perplexity"] > 1
+    assert 0 <= done["metrics"]["eval_accuracy"] < 1
     from transformers import AutoModelForCausalLM
 
     exported = AutoModelForCausalLM.from_pretrained(done["output"].removeprefix("file://"))

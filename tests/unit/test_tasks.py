@@ -16,7 +16,8 @@ from ftjob_trainer.arguments import DataArguments, load_config
 from ftjob_trainer.errors import DataError
 from ftjob_trainer.tasks import TASKS as TRAINER_TASKS
 from ftjob_trainer.tasks import causal_lm, masked_lm, token_classification
-from ftjob_trainer.tasks.base import check_block_size, group_texts, hold_out_validation
+from ftjob_trainer.tasks.base import group_texts, hold_out_validation, sample_length, \
+    token_accuracy
 from tests.unit.test_render import EXAMPLES, PLACEMENT
 
 
@@ -72,13 +73,18 @@ def test_hold_out_validation_takes_the_first_rows_and_keeps_the_rest_for_trainin
                             DataArguments(validation_split_percentage=10))
 
 
-def test_a_block_longer_than_the_models_context_names_the_field():
-    class Config:
+def test_the_sample_length_comes_from_the_field_that_sets_it_and_fits_the_model():
+    class ModelConfig:
         max_position_embeddings = 512
 
-    check_block_size(512, Config(), "spec.causalLm.blockSize")
+    data = DataArguments(max_length=128)
+    assert sample_length(None, data, True, "causalLm", ModelConfig()) == 128
+    assert sample_length(512, data, True, "causalLm", ModelConfig()) == 512
+    assert sample_length(512, data, False, "causalLm", ModelConfig()) == 128  # truncated
     with pytest.raises(DataError, match=r"spec.causalLm.blockSize is 1024 .* at most 512"):
-        check_block_size(1024, Config(), "spec.causalLm.blockSize")
+        sample_length(1024, data, True, "causalLm", ModelConfig())
+    with pytest.raises(DataError, match=r"spec.dataset.maxLength is 1024 .* at most 512"):
+        sample_length(None, DataArguments(max_length=1024), True, "maskedLm", ModelConfig())
 
 
 def test_sub_word_labels_go_on_the_first_piece_of_each_word(minilm_path):
@@ -149,3 +155,19 @@ def test_masked_lm_keeps_special_tokens_out_of_the_masking(minilm_path):
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     encoded = masked_lm.text_tokenizer(tokenizer, "text", None)({"text": ["a b", "c"]})
     assert encoded["special_tokens_mask"][0] == [1, 0, 0, 1]
+
+
+def test_token_accuracy_scores_labelled_tokens_and_shifts_for_a_causal_lm():
+    import numpy as np
+    import torch
+
+    logits = torch.tensor([[[0.0, 9.0, 0.0], [0.0, 0.0, 9.0], [9.0, 0.0, 0.0]]])
+    parts = token_accuracy(["perplexity", "accuracy"], shifted=False)
+    predicted = parts["preprocess_logits_for_metrics"](logits, None)
+    assert predicted.tolist() == [[1, 2, 0]]
+    labels = np.array([[1, -100, 2]])  # one right, one ignored, one wrong
+    assert parts["compute_metrics"]((predicted.numpy(), labels)) == {"accuracy": 0.5}
+    # A causal LM predicts the next token: prediction i is scored against label i + 1.
+    shifted = token_accuracy(["accuracy"], shifted=True)["compute_metrics"]
+    assert shifted((np.array([[2, 0, 7]]), np.array([[5, 2, 0]]))) == {"accuracy": 1.0}
+    assert token_accuracy(["perplexity"], shifted=False) == {}

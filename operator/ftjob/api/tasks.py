@@ -10,19 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from .base import ApiModel, ShortText, bounded_list
+from .base import ApiModel, ShortText, bounded_list, cel
 
 Task = Literal["sequence-classification", "token-classification", "masked-lm", "causal-lm"]
-LANGUAGE_MODEL_METRICS = ("perplexity",)
+LANGUAGE_MODEL_METRICS = ("perplexity", "accuracy")  # accuracy: of the predicted tokens
 BLOCK_SIZE = Field(None, ge=8, le=131_072, description=(
     "Tokens per packed block (run_clm's and run_mlm's block_size); dataset.maxLength when "
     "unset. At most the model's max_position_embeddings"))
 
 
+BLOCK_SIZE_LINE_BY_LINE = "blockSize is for packed texts; lineByLine truncates to " \
+    "dataset.maxLength"
+BLOCK_SIZE_UNPACKED = "blockSize is for packed texts; without packing texts are truncated " \
+    "to dataset.maxLength"
+
+
 class MaskedLmSpec(ApiModel):
     """Masked-token prediction settings (run_mlm)"""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": cel(
+        ("!has(self.blockSize) || !(has(self.lineByLine) && self.lineByLine)",
+         BLOCK_SIZE_LINE_BY_LINE))}
 
     mlm_probability: float = Field(0.15, gt=0, lt=1, description=(
         "Share of tokens masked in every batch for the loss"))
@@ -31,15 +41,30 @@ class MaskedLmSpec(ApiModel):
         "the texts into blocks"))
     block_size: int | None = BLOCK_SIZE
 
+    @model_validator(mode="after")
+    def _block_size_needs_packing(self):
+        if self.block_size is not None and self.line_by_line:
+            raise ValueError(BLOCK_SIZE_LINE_BY_LINE)
+        return self
+
 
 class CausalLmSpec(ApiModel):
     """Next-token prediction settings (run_clm)"""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": cel(
+        ("!has(self.blockSize) || !has(self.packing) || self.packing", BLOCK_SIZE_UNPACKED))}
 
     packing: bool = Field(True, description=(
         "Concatenate the texts (each ended by the end-of-text token) and cut them into "
         "blocks of blockSize tokens; false: one sample per text, truncated to "
         "dataset.maxLength"))
     block_size: int | None = BLOCK_SIZE
+
+    @model_validator(mode="after")
+    def _block_size_needs_packing(self):
+        if self.block_size is not None and not self.packing:
+            raise ValueError(BLOCK_SIZE_UNPACKED)
+        return self
 
 
 class TokenClassificationSpec(ApiModel):

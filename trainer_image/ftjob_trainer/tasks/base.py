@@ -41,6 +41,29 @@ def check_columns(raw: DatasetDict, wanted: list[str], fields: str) -> None:
                 f"{', '.join(dataset.column_names)} (set {fields})")
 
 
+def token_accuracy(metrics: list[str], shifted: bool) -> dict:
+    """run_mlm's and run_clm's eval accuracy, when the job asks for it: the share of
+    labelled tokens predicted right. Logits are reduced to their argmax on the fly, so
+    evaluation never holds batch x length x vocabulary scores; a causal LM's prediction at
+    position i is for the token at i + 1 (`shifted`). Returns TaskParts fields."""
+    if "accuracy" not in metrics:
+        return {}
+
+    def preprocess_logits_for_metrics(logits, labels):
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return logits.argmax(dim=-1)
+
+    def compute_metrics(eval_prediction):
+        predictions, labels = eval_prediction
+        if shifted:
+            predictions, labels = predictions[:, :-1], labels[:, 1:]
+        scored = labels != -100
+        return {"accuracy": float((predictions[scored] == labels[scored]).mean())}
+
+    return {"preprocess_logits_for_metrics": preprocess_logits_for_metrics,
+            "compute_metrics": compute_metrics}
+
+
 def single_text_column(data_args: DataArguments, task: str) -> str:
     if len(data_args.text_columns) != 1:
         raise ConfigError(f"spec.dataset.textColumns: {task} reads one column, not "
@@ -63,12 +86,18 @@ def hold_out_validation(raw: DatasetDict, data_args: DataArguments) -> DatasetDi
                         "eval": train.select(range(held))})
 
 
-def check_block_size(block_size: int, model_config, field: str) -> None:
-    """A block longer than the model's position table would fail inside the first step."""
+def sample_length(block_size: int | None, data_args: DataArguments, packed: bool,
+                  section: str, model_config) -> int:
+    """Tokens per sample: a packed block of `block_size` (dataset.maxLength when unset), or
+    a text truncated to dataset.maxLength. A sample longer than the model's position table
+    would fail inside the first step, so it is refused here, naming the field that set it."""
+    length, field = (block_size, f"spec.{section}.blockSize") if packed and block_size \
+        else (data_args.max_length, "spec.dataset.maxLength")
     context = getattr(model_config, "max_position_embeddings", None)
-    if context and block_size > context:
-        raise DataError(f"{field} is {block_size} but the model reads at most {context} "
+    if context and length > context:
+        raise DataError(f"{field} is {length} but the model reads at most {context} "
                         f"tokens (max_position_embeddings); set {field} to {context} or less")
+    return length
 
 
 def group_texts(batch: dict, block_size: int) -> dict:

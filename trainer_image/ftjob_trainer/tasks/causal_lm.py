@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, DataCollatorForLanguageModeling, 
     default_data_collator
 
 from ..modeling import load_model_config, load_pretrained
-from .base import TaskParts, check_block_size, check_columns, hold_out_validation, \
-    pack
+from .base import TaskParts, check_columns, hold_out_validation, pack, sample_length, \
+    token_accuracy
 
 NAME = "causal-lm"
 
@@ -47,14 +47,9 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
     columns = data.text_columns
     check_columns(raw, columns, "spec.dataset.textColumns")
     raw = hold_out_validation(raw, data)
-    if settings.packing:
-        block_size = settings.block_size or data.max_length
-        field_name = "spec.causalLm.blockSize" if settings.block_size else \
-            "spec.dataset.maxLength"
-    else:
-        block_size, field_name = data.max_length, "spec.dataset.maxLength"
     model_config = load_model_config(model_path, model_args)
-    check_block_size(block_size, model_config, field_name)
+    block_size = sample_length(settings.block_size, data, settings.packing, "causalLm",
+                               model_config)
     if hasattr(model_config, "is_decoder"):
         # Encoder checkpoints (BERT-style) can act as decoders; decoder architectures have
         # no such flag.
@@ -87,4 +82,5 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         eval_dataset=tokenized.get("eval"),
         data_collator=collator,
         load_base_model=lambda: load(use_lora=False),
+        **token_accuracy(data.metrics, shifted=True),
     )

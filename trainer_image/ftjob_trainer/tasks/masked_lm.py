@@ -10,8 +10,8 @@ from datasets import DatasetDict
 from transformers import AutoModelForMaskedLM, DataCollatorForLanguageModeling
 
 from ..modeling import load_model_config, load_pretrained
-from .base import TaskParts, check_block_size, check_columns, hold_out_validation, \
-    pack, single_text_column
+from .base import TaskParts, check_columns, hold_out_validation, pack, sample_length, \
+    single_text_column, token_accuracy
 
 NAME = "masked-lm"
 
@@ -41,11 +41,8 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
     column = single_text_column(data, NAME)
     check_columns(raw, [column], "spec.dataset.textColumns")
     raw = hold_out_validation(raw, data)
-    block_size = data.max_length if settings.line_by_line else \
-        settings.block_size or data.max_length
-    field_name = "spec.maskedLm.blockSize" if settings.block_size and \
-        not settings.line_by_line else "spec.dataset.maxLength"
-    check_block_size(block_size, load_model_config(model_path, model_args), field_name)
+    block_size = sample_length(settings.block_size, data, not settings.line_by_line,
+                               "maskedLm", load_model_config(model_path, model_args))
 
     if settings.line_by_line:
         raw = raw.filter(lambda row: bool(row[column] and row[column].strip()),
@@ -68,4 +65,5 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         data_collator=DataCollatorForLanguageModeling(
             tokenizer, mlm_probability=settings.mlm_probability),
         load_base_model=lambda: load(use_lora=False),
+        **token_accuracy(data.metrics, shifted=False),
     )
