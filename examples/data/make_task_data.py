@@ -4,7 +4,9 @@ vocabulary of the paraphrase set:
 - news-text.jsonl: {"text": a paragraph of news-style sentences}, for masked-lm and
   causal-lm;
 - entities-train.jsonl, entities-validation.jsonl: {"tokens": words, "tags": IOB2 tags}
-  with organisations (ORG) and dates (DATE), for token-classification.
+  with organisations (ORG) and dates (DATE), for token-classification;
+- chat-train.jsonl, chat-validation.jsonl: {"messages": a system, user and assistant turn}
+  where the assistant rewrites the user's sentence in other words, for sft.
 
 Deterministic: the same seed gives byte-identical files, which are committed next to this
 script.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_paraphrase_data import (  # noqa: E402
-    ACTIONS, OBJECTS, SUBJECTS, TIMES, write_or_check)
+    ACTIONS, OBJECTS, SUBJECTS, TIMES, make_pair, write_or_check)
 
 ORGANISATIONS = sorted({*SUBJECTS, *(s for names in SUBJECTS.values() for s in names)})
 VERBS = sorted({*ACTIONS, *(v for synonyms, _ in ACTIONS.values() for v in synonyms)})
@@ -59,16 +61,30 @@ def tagged_sentence(rng: random.Random) -> dict:
     return {"tokens": tokens, "tags": tags}
 
 
+def rewrite_conversation(rng: random.Random) -> dict:
+    while True:
+        sentence, rewrite, same_meaning = make_pair(rng)
+        if same_meaning:
+            return {"messages": [
+                {"role": "system", "content": "You rewrite news sentences in other words."},
+                {"role": "user", "content": sentence},
+                {"role": "assistant", "content": rewrite}]}
+
+
 def jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows)
 
 
 def files() -> dict[str, str]:
     text_rng, tag_rng, eval_rng = random.Random(11), random.Random(12), random.Random(13)
+    chat_rng, chat_eval_rng = random.Random(14), random.Random(15)
     return {
         "news-text.jsonl": jsonl([{"text": paragraph(text_rng)} for _ in range(800)]),
         "entities-train.jsonl": jsonl([tagged_sentence(tag_rng) for _ in range(1000)]),
         "entities-validation.jsonl": jsonl([tagged_sentence(eval_rng) for _ in range(200)]),
+        "chat-train.jsonl": jsonl([rewrite_conversation(chat_rng) for _ in range(600)]),
+        "chat-validation.jsonl": jsonl([rewrite_conversation(chat_eval_rng)
+                                        for _ in range(100)]),
     }
 
 

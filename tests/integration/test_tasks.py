@@ -23,6 +23,10 @@ EXIT_DATA = 65
 NEWS = str(EXAMPLES / "data/news-text.jsonl")
 ENTITIES = {"train": str(EXAMPLES / "data/entities-train.jsonl"),
             "eval": str(EXAMPLES / "data/entities-validation.jsonl")}
+CHAT = {"train": str(EXAMPLES / "data/chat-train.jsonl"),
+        "eval": str(EXAMPLES / "data/chat-validation.jsonl")}
+LORA = {"type": "lora", "r": 8, "alpha": 16,
+        "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
 
 def task_job(name: str, model: str, task: str, dataset: dict, **spec) -> dict:
@@ -37,6 +41,13 @@ def text_job(name: str, model: str, task: str, **spec) -> dict:
         "files": {"train": NEWS}, "textColumns": ["text"], "maxLength": 32,
         "maxTrainSamples": 200, "validationSplitPercentage": 10},
         metrics=["perplexity", "accuracy"],
+        **spec)
+
+
+def chat_job(name: str, model: str, **spec) -> dict:
+    return task_job(name, model, "sft", {
+        "files": CHAT, "textColumns": ["messages"], "maxLength": 128,
+        "maxTrainSamples": 256, "maxEvalSamples": 32}, metrics=["perplexity"], peft=LORA,
         **spec)
 
 
@@ -140,3 +151,66 @@ def test_bad_task_data_fails_before_the_model_loads(ftjob_run, minilm_path, tiny
     result = ftjob_run(job).run()
     assert_clean_failure(result, EXIT_DATA, *words)
     assert "Loading weights" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ("ddp", {}),
+    ("fsdp", {"fsdp": {"sharding": "full_shard"}}),
+    ("deepspeed", {"deepspeed": {"zeroStage": 2}}),
+])
+def test_sft_with_lora_learns_the_assistant_turns_under_each_strategy(
+        ftjob_run, tiny_decoders, strategy, extra):
+    job = chat_job(f"sft-{strategy}", tiny_decoders["qwen2"],
+                   distributed={"procsPerNode": 2, "strategy": strategy, **extra},
+                   training={"maxSteps": 10, "saveSteps": 10, "loggingSteps": 1,
+                             "learningRate": 1e-2, "perDeviceTrainBatchSize": 8})
+    run = ftjob_run(job)
+    done = assert_trained(run.run(), run, steps=10)
+    assert_loss_went_down(run)
+    assert done["metrics"]["eval_perplexity"] > 1
+    # The export is the adapter, which loads onto the base model.
+    from peft import AutoPeftModelForCausalLM
+
+    exported = AutoPeftModelForCausalLM.from_pretrained(done["output"].removeprefix("file://"))
+    assert exported.peft_config["default"].r == 8
+
+
+def test_sft_killed_run_resumes_from_its_checkpoint(ftjob_run, tiny_decoders):
+    job = chat_job("sft-resume", tiny_decoders["llama"],
+                   training={"maxSteps": 400, "saveSteps": 4, "loggingSteps": 1,
+                             "learningRate": 1e-2, "perDeviceTrainBatchSize": 4})
+    first = ftjob_run(job)
+    process = first.start()
+    try:
+        wait_for(lambda: any(e["event"] == "checkpoint" and e["step"] >= 8
+                             for e in first.events()), timeout=600, what="checkpoint-8")
+    finally:
+        kill_tree(process, signal.SIGKILL)
+        process.communicate()
+    saved = max(e["step"] for e in first.events() if e["event"] == "checkpoint")
+    job["spec"]["training"]["maxSteps"] = saved + 6
+    rerun = ftjob_run(job)
+    assert_trained(rerun.run(), rerun, steps=saved + 6)
+    started = [e for e in rerun.events(attempt=2) if e["event"] == "started"][0]
+    assert started["resumedFrom"]["step"] == saved
+    steps = [e["step"] for e in rerun.events(attempt=2) if e["event"] == "progress"]
+    assert steps[0] == saved + 1
+
+
+def test_bad_chat_data_fails_before_the_model_loads(ftjob_run, tiny_decoders, minilm_path,
+                                                    tmp_path):
+    no_assistant = tmp_path / "no-assistant.jsonl"
+    no_assistant.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]})
+                            + "\n")
+    for name, model, dataset, words in [
+        ("sft-no-column", tiny_decoders["qwen2"], {"textColumns": ["conversation"]},
+         ["no column conversation", "messages"]),
+        ("sft-no-assistant", tiny_decoders["qwen2"], {"files": {"train": str(no_assistant)}},
+         ["row 0", "has no assistant turn"]),
+        ("sft-no-template", minilm_path, {}, ["no chat template", "spec.sft.chatTemplate"]),
+    ]:
+        job = chat_job(name, model)
+        job["spec"]["dataset"].update(dataset)
+        result = ftjob_run(job).run()
+        assert_clean_failure(result, EXIT_DATA, *words)
+        assert "Loading weights" not in result.stdout + result.stderr

@@ -24,7 +24,9 @@ def assert_trained(result, run, steps: int, world_size: int = 2) -> dict:
     assert result.returncode == 0, result.stderr[-4000:]
     started = [e for e in run.events() if e["event"] == "started"]
     assert started[-1]["worldSize"] == world_size
-    progress = [e["step"] for e in run.events() if e["event"] == "progress"]
+    # This run's attempt: an earlier, killed one may have gone past its last checkpoint.
+    progress = [e["step"] for e in run.events(attempt=started[-1]["attempt"])
+                if e["event"] == "progress"]
     assert progress[-1] == steps
     assert progress == sorted(progress)
     done = finished(run)

@@ -35,7 +35,7 @@ def test_each_task_setting_has_the_same_name_and_default_on_both_sides(task):
 
 
 @pytest.mark.parametrize("example", ["quickstart", "masked-lm", "token-classification",
-                                     "causal-lm"])
+                                     "causal-lm", "sft-chat"])
 def test_each_examples_trainer_config_parses_with_its_tasks_arguments(example, tmp_path):
     job = load_job(EXAMPLES / f"{example}.yaml")
     config_file = tmp_path / "config.json"
@@ -171,3 +171,65 @@ def test_token_accuracy_scores_labelled_tokens_and_shifts_for_a_causal_lm():
     shifted = token_accuracy(["accuracy"], shifted=True)["compute_metrics"]
     assert shifted((np.array([[2, 0, 7]]), np.array([[5, 2, 0]]))) == {"accuracy": 1.0}
     assert token_accuracy(["perplexity"], shifted=False) == {}
+
+
+@pytest.mark.parametrize("turns,problem", [
+    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], None),
+    ([{"role": "user", "content": "a"}], "has no assistant turn to learn from"),
+    ([{"role": "human", "content": "a"}], "role 'human'"),
+    ([{"role": "user"}], "without role and content"),
+    ("hello", "is not a list of turns"),
+    ([], "is not a list of turns"),
+])
+def test_a_conversation_needs_roles_contents_and_an_assistant_turn(turns, problem):
+    from ftjob_trainer.tasks.sft import conversation_problem
+
+    found = conversation_problem(turns)
+    assert found == problem if problem is None else problem in found
+
+
+def rendered_sft_config(tmp_path, model: str):
+    job = load_job(EXAMPLES / "sft-chat.yaml")
+    job.spec.model.name = model
+    config_file = tmp_path / "config.json"
+    rendered = render.trainer_config(job, render.Placement(
+        work_dir=str(tmp_path), checkpoint_uri=f"file://{tmp_path}/ckpt", output_uri=None,
+        events_file=None, attempt=1))
+    config_file.write_text(json.dumps(rendered))
+    return load_config(config_file)
+
+
+def test_sft_labels_are_ignored_exactly_outside_the_assistant_turns(tiny_decoders, tmp_path):
+    from transformers import AutoTokenizer
+
+    from ftjob_trainer.tasks import sft
+
+    config = rendered_sft_config(tmp_path, tiny_decoders["qwen2"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_decoders["qwen2"])
+    conversation = [{"role": "system", "content": "Rewrite it."},
+                    {"role": "user", "content": "The bank grew the loan program."},
+                    {"role": "assistant", "content": "The lender expanded the loans."},
+                    {"role": "user", "content": "Again."},
+                    {"role": "assistant", "content": "The bank broadened the program."}]
+    raw = DatasetDict({"train": Dataset.from_list([{"messages": conversation}])})
+    parts = sft.build(config, tiny_decoders["qwen2"], tokenizer, raw)
+    trainer = parts.trainer_class(model=parts.model, args=parts.training_args,
+                                  train_dataset=parts.train_dataset,
+                                  eval_dataset=parts.train_dataset,  # the example evaluates
+                                  processing_class=tokenizer)
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    assert tokenizer.decode(ids) == tokenizer.apply_chat_template(conversation, tokenize=False)
+    learned = [token for token, label in zip(ids, labels) if label != -100]
+    assert [label for label in labels if label != -100] == learned
+    # Exactly the assistant's words and their end-of-turn tokens, nothing of the rest.
+    assert tokenizer.decode(learned) == ("The lender expanded the loans.<|im_end|>"
+                                         "The bank broadened the program.<|im_end|>")
+
+
+def test_the_sft_settings_ftjob_passes_on_are_fields_of_the_installed_sftconfig():
+    from trl import SFTConfig
+
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    assert {"completion_only_loss", "assistant_only_loss", "packing", "max_length",
+            "dataset_text_field"} <= fields

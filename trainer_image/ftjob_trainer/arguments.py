@@ -104,6 +104,9 @@ class Config:
     reporting: ReportingArguments
     training: TrainingArguments
     task: Any = None  # the task's own Arguments (ftjob_trainer.tasks)
+    # The training section as written, for a task whose trainer has its own config class
+    # with defaults of its own (TRL's SFTConfig): it is built from what the job set.
+    training_given: dict = field(default_factory=dict)
 
 
 def load_config(path: str | os.PathLike) -> Config:
@@ -129,4 +132,4 @@ def load_config(path: str | os.PathLike) -> Config:
     for section, cls in sections.items():
         (parsed[section],) = HfArgumentParser(cls).parse_dict(raw.get(section, {}),
                                                                allow_extra_keys=False)
-    return Config(**parsed)
+    return Config(**parsed, training_given=dict(raw["training"]))

@@ -186,7 +186,7 @@ def train(config: Config, reporter_box: list) -> int:
                                 if latest else None)
     trainer = parts.trainer_class(
         model=parts.model,
-        args=args,
+        args=parts.training_args or args,
         train_dataset=parts.train_dataset,
         eval_dataset=parts.eval_dataset,
         processing_class=tokenizer,

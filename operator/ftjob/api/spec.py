@@ -26,7 +26,7 @@ from .base import (
     cel,
 )
 from .pod import PodTemplate, Resources
-from .tasks import SETTINGS_FIELDS, TASKS, CausalLmSpec, MaskedLmSpec, Task, \
+from .tasks import SETTINGS_FIELDS, TASKS, CausalLmSpec, MaskedLmSpec, SftSpec, Task, \
     TokenClassificationSpec, task_fits
 from .training_args import check_training_arguments
 
@@ -41,7 +41,7 @@ class ModelSpec(ApiModel):
     revision: ShortText | None = Field(None, description="Hub revision (branch, tag or commit)")
     task: Task = Field("sequence-classification", description=(
         "What the model learns; a task with settings reads them from the spec section "
-        "named after it (maskedLm, causalLm, tokenClassification)"))
+        "named after it (maskedLm, causalLm, tokenClassification, sft)"))
     num_labels: int | None = Field(None, ge=1, le=100_000)
     trust_remote_code: bool = False
 
@@ -227,7 +227,7 @@ MUTABLE_RUN_POLICY = ("suspend", "backoffLimit", "activeDeadlineSeconds",
                       "ttlSecondsAfterFinished")
 IMMUTABLE_SPEC_FIELDS = ("model", "peft", "dataset", "training", "metrics", "distributed",
                          "checkpoints", "output", "resources", "image", "podTemplate",
-                         "maskedLm", "causalLm", "tokenClassification")
+                         "maskedLm", "causalLm", "tokenClassification", "sft")
 
 
 def _immutable(path: str) -> tuple[str, str]:
@@ -273,6 +273,7 @@ class FineTuneJobSpec(ApiModel):
     masked_lm: MaskedLmSpec | None = None
     causal_lm: CausalLmSpec | None = None
     token_classification: TokenClassificationSpec | None = None
+    sft: SftSpec | None = None
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)

@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .base import ApiModel, ShortText, bounded_list, cel
+from .base import ApiModel, LongText, ShortText, bounded_list, cel
 
-Task = Literal["sequence-classification", "token-classification", "masked-lm", "causal-lm"]
+Task = Literal["sequence-classification", "token-classification", "masked-lm", "causal-lm",
+               "sft"]
 LANGUAGE_MODEL_METRICS = ("perplexity", "accuracy")  # accuracy: of the predicted tokens
 BLOCK_SIZE = Field(None, ge=8, le=131_072, description=(
     "Tokens per packed block (run_clm's and run_mlm's block_size); dataset.maxLength when "
@@ -80,6 +81,22 @@ class TokenClassificationSpec(ApiModel):
         "the eval data has tags the train data lacks"))
 
 
+class SftSpec(ApiModel):
+    """Supervised fine-tuning settings (TRL's SFTTrainer). The data is a conversation column
+    (dataset.textColumns: [messages], a list of role/content turns) or a prompt and a
+    completion column (textColumns: [prompt, completion]); dataset.maxLength is TRL's
+    max_length"""
+
+    completion_only_loss: bool = Field(True, description=(
+        "Loss on the assistant's turns (conversations) or on the completion only; false: on "
+        "every token"))
+    packing: bool = Field(False, description=(
+        "Pack samples into sequences of dataset.maxLength tokens (TRL's best-fit packing)"))
+    chat_template: LongText | None = Field(None, description=(
+        "A Jinja chat template, for a tokenizer that has none (as chat_template in a "
+        "tokenizer_config.json)"))
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     settings: type[ApiModel] | None  # the model of spec.<field>, when the task has settings
@@ -100,6 +117,7 @@ TASKS: dict[str, TaskInfo] = {
                                      ("precision", "recall", "f1", "accuracy"), 1),
     "masked-lm": TaskInfo(MaskedLmSpec, "masked_lm", LANGUAGE_MODEL_METRICS, 1),
     "causal-lm": TaskInfo(CausalLmSpec, "causal_lm", LANGUAGE_MODEL_METRICS, None),
+    "sft": TaskInfo(SftSpec, "sft", ("perplexity",), None),
 }
 SETTINGS_FIELDS = {info.section: task for task, info in TASKS.items() if info.section}
 

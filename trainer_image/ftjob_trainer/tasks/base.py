@@ -26,6 +26,9 @@ class TaskParts:
     compute_metrics: Callable | None = None
     preprocess_logits_for_metrics: Callable | None = None
     trainer_class: type[Trainer] = Trainer
+    # The trainer class's own config (TRL's SFTConfig), built from the job's
+    # TrainingArguments; None: those TrainingArguments.
+    training_args: Any = None
     # A fresh copy of the base model, for a LoRA job that also exports the merged weights.
     load_base_model: Callable[[], Any] | None = None
 

@@ -1,0 +1,100 @@
+"""sft: supervised fine-tuning of a decoder on chat or prompt/completion data with TRL's
+SFTTrainer. A conversation (a column of role/content turns) is rendered with the tokenizer's
+chat template; the loss is on the assistant's turns (or the completion) only, unless
+completion_only_loss is off. LoRA comes from spec.peft like every task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from datasets import DatasetDict
+from transformers import AutoModelForCausalLM
+
+from ..errors import DataError
+from ..modeling import load_model_config, load_pretrained
+from .base import TaskParts, check_columns, hold_out_validation, sample_length
+
+NAME = "sft"
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+@dataclass
+class Arguments:
+    completion_only_loss: bool = field(default=True, metadata={
+        "help": "Loss on the assistant's turns (conversations) or the completion only"})
+    packing: bool = field(default=False, metadata={
+        "help": "Pack samples into sequences of max_length tokens (TRL's best-fit packing)"})
+    chat_template: str | None = field(default=None, metadata={
+        "help": "A Jinja chat template for a tokenizer that has none"})
+
+
+def conversation_problem(turns) -> str | None:
+    """Why a value is not a conversation SFT can learn from, or None."""
+    if not isinstance(turns, list) or not turns:
+        return "is not a list of turns"
+    for turn in turns:
+        if not isinstance(turn, dict) or not {"role", "content"} <= turn.keys():
+            return "has a turn without role and content"
+        if turn["role"] not in ROLES:
+            return f"has a turn with role {turn['role']!r} (one of {', '.join(sorted(ROLES))})"
+    if not any(turn["role"] == "assistant" for turn in turns):
+        return "has no assistant turn to learn from"
+    return None
+
+
+def check_conversations(raw: DatasetDict, column: str) -> None:
+    for split, dataset in raw.items():
+        for row, turns in enumerate(dataset[column]):
+            problem = conversation_problem(turns)
+            if problem:
+                raise DataError(f"the {split} data's {column} column, row {row}, {problem}")
+
+
+def to_trl_columns(raw: DatasetDict, columns: list[str]) -> DatasetDict:
+    """TRL reads `messages`, or `prompt` and `completion`: the job's columns under those
+    names, and nothing else."""
+    names = ["messages"] if len(columns) == 1 else ["prompt", "completion"]
+    raw = raw.select_columns(columns)
+    return raw.rename_columns({old: new for old, new in zip(columns, names) if old != new})
+
+
+def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
+    from trl import SFTConfig, SFTTrainer
+
+    data, model_args, settings = config.data, config.model, config.task
+    columns = data.text_columns
+    check_columns(raw, columns, "spec.dataset.textColumns ([messages], or [prompt, "
+                               "completion])")
+    conversational = len(columns) == 1
+    if conversational:
+        check_conversations(raw, columns[0])
+        if settings.chat_template:
+            tokenizer.chat_template = settings.chat_template
+        if not tokenizer.chat_template:
+            raise DataError(
+                f"the tokenizer of {model_args.model_name_or_path} has no chat template to "
+                "render conversations with; give one in spec.sft.chatTemplate (Jinja, as in "
+                "a tokenizer_config.json), or use a chat model's tokenizer")
+    raw = hold_out_validation(to_trl_columns(raw, columns), data)
+    max_length = sample_length(None, data, False, NAME, load_model_config(model_path,
+                                                                          model_args))
+    # SFTConfig's own defaults (gradient checkpointing on, its learning rate) apply to what
+    # the job leaves unset, as in a plain TRL script.
+    sft_args = SFTConfig(**{
+        **config.training_given, "max_length": max_length, "packing": settings.packing,
+        "assistant_only_loss": conversational and settings.completion_only_loss,
+        "completion_only_loss": not conversational and settings.completion_only_loss})
+
+    def load(use_lora=None):
+        return load_pretrained(AutoModelForCausalLM, model_path, model_args, "CAUSAL_LM",
+                               use_lora)
+
+    return TaskParts(
+        model=load(),
+        train_dataset=raw["train"],
+        eval_dataset=raw.get("eval"),
+        data_collator=None,  # SFTTrainer's own: labels masked outside the completion
+        trainer_class=SFTTrainer,
+        training_args=sft_args,
+        load_base_model=lambda: load(use_lora=False),
+    )
