@@ -64,30 +64,48 @@ def assert_loss_went_down(run) -> None:
     assert sum(losses[-2:]) < sum(losses[:2]), losses
 
 
+def learned(run, steps: int) -> dict:
+    """The run trained to `steps`, its loss went down and it reported eval perplexity; its
+    finished event."""
+    done = assert_trained(run.run(), run, steps=steps)
+    assert_loss_went_down(run)
+    assert done["metrics"]["eval_perplexity"] > 1
+    return done
+
+
+def killed_after_a_checkpoint(ftjob_run, job: dict, min_step: int) -> int:
+    """Runs the job, SIGKILLs it and all its processes once a checkpoint of at least
+    `min_step` is saved, and returns the newest saved step."""
+    first = ftjob_run(job)
+    process = first.start()
+    try:
+        wait_for(lambda: any(e["event"] == "checkpoint" and e["step"] >= min_step
+                             for e in first.events()), timeout=600,
+                 what=f"checkpoint-{min_step}")
+    finally:
+        kill_tree(process, signal.SIGKILL)
+        process.communicate()
+    return max(e["step"] for e in first.events() if e["event"] == "checkpoint")
+
+
+def assert_resumed_from(rerun, saved: int) -> None:
+    started = [e for e in rerun.events(attempt=2) if e["event"] == "started"][0]
+    assert started["resumedFrom"]["step"] == saved
+    steps = [e["step"] for e in rerun.events(attempt=2) if e["event"] == "progress"]
+    assert steps[0] == saved + 1
+
+
 def test_masked_lm_trains_and_a_killed_run_resumes_from_its_checkpoint(ftjob_run,
                                                                        minilm_path):
     job = text_job("mlm", minilm_path, "masked-lm",
                    maskedLm={"blockSize": 32},
                    training={"maxSteps": 12, "saveSteps": 4, "loggingSteps": 1,
                              "learningRate": 1e-4, "evalStrategy": "no"})
-    first = ftjob_run(job)
-    process = first.start()
-    try:
-        wait_for(lambda: any(e["event"] == "checkpoint" for e in first.events()),
-                 timeout=600, what="the first checkpoint")
-    finally:
-        kill_tree(process, signal.SIGKILL)
-        process.communicate()
-    saved = max(e["step"] for e in first.events() if e["event"] == "checkpoint")
+    saved = killed_after_a_checkpoint(ftjob_run, job, 1)
     assert saved < 12
-
     rerun = ftjob_run(job)
-    done = assert_trained(rerun.run(), rerun, steps=12)
-    started = [e for e in rerun.events(attempt=2) if e["event"] == "started"][0]
-    assert started["resumedFrom"]["step"] == saved
-    steps = [e["step"] for e in rerun.events(attempt=2) if e["event"] == "progress"]
-    assert steps[0] == saved + 1 and steps[-1] == 12
-    assert_loss_went_down(rerun)
+    done = learned(rerun, steps=12)
+    assert_resumed_from(rerun, saved)
     assert done["metrics"]["eval_perplexity"] == pytest.approx(
         2.718281828 ** done["metrics"]["eval_loss"], rel=1e-6)
     assert 0 < done["metrics"]["eval_accuracy"] < 1
@@ -119,10 +137,7 @@ def test_causal_lm_packs_text_for_a_real_decoder(ftjob_run, tiny_decoders, archi
                    causalLm={"blockSize": 64},
                    training={"maxSteps": 12, "saveSteps": 12, "loggingSteps": 1,
                              "learningRate": 3e-3, "perDeviceTrainBatchSize": 8})
-    run = ftjob_run(job)
-    done = assert_trained(run.run(), run, steps=12)
-    assert_loss_went_down(run)
-    assert done["metrics"]["eval_perplexity"] > 1
+    done = learned(ftjob_run(job), steps=12)
     assert 0 <= done["metrics"]["eval_accuracy"] < 1
     from transformers import AutoModelForCausalLM
 
@@ -164,10 +179,7 @@ def test_sft_with_lora_learns_the_assistant_turns_under_each_strategy(
                    distributed={"procsPerNode": 2, "strategy": strategy, **extra},
                    training={"maxSteps": 10, "saveSteps": 10, "loggingSteps": 1,
                              "learningRate": 1e-2, "perDeviceTrainBatchSize": 8})
-    run = ftjob_run(job)
-    done = assert_trained(run.run(), run, steps=10)
-    assert_loss_went_down(run)
-    assert done["metrics"]["eval_perplexity"] > 1
+    done = learned(ftjob_run(job), steps=10)
     # The export is the adapter, which loads onto the base model.
     from peft import AutoPeftModelForCausalLM
 
@@ -179,22 +191,11 @@ def test_sft_killed_run_resumes_from_its_checkpoint(ftjob_run, tiny_decoders):
     job = chat_job("sft-resume", tiny_decoders["llama"],
                    training={"maxSteps": 400, "saveSteps": 4, "loggingSteps": 1,
                              "learningRate": 1e-2, "perDeviceTrainBatchSize": 4})
-    first = ftjob_run(job)
-    process = first.start()
-    try:
-        wait_for(lambda: any(e["event"] == "checkpoint" and e["step"] >= 8
-                             for e in first.events()), timeout=600, what="checkpoint-8")
-    finally:
-        kill_tree(process, signal.SIGKILL)
-        process.communicate()
-    saved = max(e["step"] for e in first.events() if e["event"] == "checkpoint")
+    saved = killed_after_a_checkpoint(ftjob_run, job, 8)
     job["spec"]["training"]["maxSteps"] = saved + 6
     rerun = ftjob_run(job)
     assert_trained(rerun.run(), rerun, steps=saved + 6)
-    started = [e for e in rerun.events(attempt=2) if e["event"] == "started"][0]
-    assert started["resumedFrom"]["step"] == saved
-    steps = [e["step"] for e in rerun.events(attempt=2) if e["event"] == "progress"]
-    assert steps[0] == saved + 1
+    assert_resumed_from(rerun, saved)
 
 
 def test_bad_chat_data_fails_before_the_model_loads(ftjob_run, tiny_decoders, minilm_path,
