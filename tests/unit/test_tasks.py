@@ -199,24 +199,43 @@ def rendered_sft_config(tmp_path, model: str):
     return load_config(config_file)
 
 
-def test_sft_labels_are_ignored_exactly_outside_the_assistant_turns(tiny_decoders, tmp_path):
+def sft_trainer(config, model: str, raw: DatasetDict):
+    """The SFTTrainer train() would build from the sft task's parts, and its tokenizer."""
     from transformers import AutoTokenizer
 
     from ftjob_trainer.tasks import sft
 
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    parts = sft.build(config, model, tokenizer, raw)
+    return parts.trainer_class(model=parts.model, args=parts.training_args,
+                               train_dataset=parts.train_dataset,
+                               eval_dataset=parts.train_dataset,  # the example evaluates
+                               processing_class=tokenizer), tokenizer
+
+
+def test_sft_packing_joins_conversations_into_fewer_samples(tiny_decoders, tmp_path):
+    conversations = [[{"role": "user", "content": f"Sentence {i}."},
+                      {"role": "assistant", "content": f"Rewrite {i}."}] for i in range(8)]
+    raw = DatasetDict({"train": Dataset.from_list([{"messages": c} for c in conversations])})
     config = rendered_sft_config(tmp_path, tiny_decoders["qwen2"])
-    tokenizer = AutoTokenizer.from_pretrained(tiny_decoders["qwen2"])
+    unpacked, _ = sft_trainer(config, tiny_decoders["qwen2"], raw)
+    config.task.packing = True
+    packed, _ = sft_trainer(config, tiny_decoders["qwen2"], raw)
+    assert len(unpacked.train_dataset) == 8
+    assert len(packed.train_dataset) < 8
+    assert sum(len(row["input_ids"]) for row in packed.train_dataset) == \
+        sum(len(row["input_ids"]) for row in unpacked.train_dataset)
+
+
+def test_sft_labels_are_ignored_exactly_outside_the_assistant_turns(tiny_decoders, tmp_path):
+    config = rendered_sft_config(tmp_path, tiny_decoders["qwen2"])
     conversation = [{"role": "system", "content": "Rewrite it."},
                     {"role": "user", "content": "The bank grew the loan program."},
                     {"role": "assistant", "content": "The lender expanded the loans."},
                     {"role": "user", "content": "Again."},
                     {"role": "assistant", "content": "The bank broadened the program."}]
     raw = DatasetDict({"train": Dataset.from_list([{"messages": conversation}])})
-    parts = sft.build(config, tiny_decoders["qwen2"], tokenizer, raw)
-    trainer = parts.trainer_class(model=parts.model, args=parts.training_args,
-                                  train_dataset=parts.train_dataset,
-                                  eval_dataset=parts.train_dataset,  # the example evaluates
-                                  processing_class=tokenizer)
+    trainer, tokenizer = sft_trainer(config, tiny_decoders["qwen2"], raw)
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     assert tokenizer.decode(ids) == tokenizer.apply_chat_template(conversation, tokenize=False)
