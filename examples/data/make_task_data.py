@@ -6,7 +6,9 @@ vocabulary of the paraphrase set:
 - entities-train.jsonl, entities-validation.jsonl: {"tokens": words, "tags": IOB2 tags}
   with organisations (ORG) and dates (DATE), for token-classification;
 - chat-train.jsonl, chat-validation.jsonl: {"messages": a system, user and assistant turn}
-  where the assistant rewrites the user's sentence in other words, for sft.
+  where the assistant rewrites the user's sentence in other words, for sft;
+- preferences-train.jsonl, preferences-validation.jsonl: {"prompt": a system and a user
+  turn, "chosen": the assistant's rewrite, "rejected": an unrelated sentence}, for dpo.
 
 Deterministic: the same seed gives byte-identical files, which are committed next to this
 script.
@@ -61,14 +63,28 @@ def tagged_sentence(rng: random.Random) -> dict:
     return {"tokens": tokens, "tags": tags}
 
 
-def rewrite_conversation(rng: random.Random) -> dict:
+REWRITE_INSTRUCTION = {"role": "system",
+                       "content": "You rewrite news sentences in other words."}
+
+
+def rewrite(rng: random.Random) -> tuple[str, str]:
     while True:
-        sentence, rewrite, same_meaning = make_pair(rng)
+        sentence, rewritten, same_meaning = make_pair(rng)
         if same_meaning:
-            return {"messages": [
-                {"role": "system", "content": "You rewrite news sentences in other words."},
-                {"role": "user", "content": sentence},
-                {"role": "assistant", "content": rewrite}]}
+            return sentence, rewritten
+
+
+def rewrite_conversation(rng: random.Random) -> dict:
+    sentence, rewritten = rewrite(rng)
+    return {"messages": [REWRITE_INSTRUCTION, {"role": "user", "content": sentence},
+                         {"role": "assistant", "content": rewritten}]}
+
+
+def rewrite_preference(rng: random.Random) -> dict:
+    sentence, rewritten = rewrite(rng)
+    return {"prompt": [REWRITE_INSTRUCTION, {"role": "user", "content": sentence}],
+            "chosen": [{"role": "assistant", "content": rewritten}],
+            "rejected": [{"role": "assistant", "content": plain_sentence(rng)}]}
 
 
 def jsonl(rows: list[dict]) -> str:
@@ -78,6 +94,7 @@ def jsonl(rows: list[dict]) -> str:
 def files() -> dict[str, str]:
     text_rng, tag_rng, eval_rng = random.Random(11), random.Random(12), random.Random(13)
     chat_rng, chat_eval_rng = random.Random(14), random.Random(15)
+    preference_rng, preference_eval_rng = random.Random(16), random.Random(17)
     return {
         "news-text.jsonl": jsonl([{"text": paragraph(text_rng)} for _ in range(800)]),
         "entities-train.jsonl": jsonl([tagged_sentence(tag_rng) for _ in range(1000)]),
@@ -85,6 +102,10 @@ def files() -> dict[str, str]:
         "chat-train.jsonl": jsonl([rewrite_conversation(chat_rng) for _ in range(600)]),
         "chat-validation.jsonl": jsonl([rewrite_conversation(chat_eval_rng)
                                         for _ in range(100)]),
+        "preferences-train.jsonl": jsonl([rewrite_preference(preference_rng)
+                                          for _ in range(400)]),
+        "preferences-validation.jsonl": jsonl([rewrite_preference(preference_eval_rng)
+                                               for _ in range(64)]),
     }
 
 

@@ -1,6 +1,6 @@
 """Each task as a real 2-process torchrun fine-tune through `ftjob run` on CPU: the training
-loss goes down and the task's eval metrics are reported. Masked-LM resumes from its
-checkpoint after a hard kill. The decoder tasks run on tiny random-weight Llama and Qwen2
+loss goes down and the task's eval metrics are reported. Masked-LM and sft resume from
+their checkpoint after a hard kill; dpo reports its reward accuracy and margin. The decoder tasks run on tiny random-weight Llama and Qwen2
 models (examples/make_tiny_decoders.py); the others on the pretrained MiniLM. Bad data
 ends with exit 65 and a message naming the column or field, before any weights load."""
 
@@ -25,6 +25,8 @@ ENTITIES = {"train": str(EXAMPLES / "data/entities-train.jsonl"),
             "eval": str(EXAMPLES / "data/entities-validation.jsonl")}
 CHAT = {"train": str(EXAMPLES / "data/chat-train.jsonl"),
         "eval": str(EXAMPLES / "data/chat-validation.jsonl")}
+PREFERENCES = {"train": str(EXAMPLES / "data/preferences-train.jsonl"),
+               "eval": str(EXAMPLES / "data/preferences-validation.jsonl")}
 LORA = {"type": "lora", "r": 8, "alpha": 16,
         "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
@@ -49,6 +51,13 @@ def chat_job(name: str, model: str, **spec) -> dict:
         "files": CHAT, "textColumns": ["messages"], "maxLength": 128,
         "maxTrainSamples": 256, "maxEvalSamples": 32}, metrics=["perplexity"], peft=LORA,
         **spec)
+
+
+def preference_job(name: str, model: str, **spec) -> dict:
+    return task_job(name, model, "dpo", {
+        "files": PREFERENCES, "textColumns": ["prompt", "chosen", "rejected"],
+        "maxLength": 128, "maxTrainSamples": 256, "maxEvalSamples": 32}, metrics=[],
+        peft=LORA, **spec)
 
 
 def logged_losses(run) -> list[float]:
@@ -211,6 +220,38 @@ def test_bad_chat_data_fails_before_the_model_loads(ftjob_run, tiny_decoders, mi
         ("sft-no-template", minilm_path, {}, ["no chat template", "spec.sft.chatTemplate"]),
     ]:
         job = chat_job(name, model)
+        job["spec"]["dataset"].update(dataset)
+        result = ftjob_run(job).run()
+        assert_clean_failure(result, EXIT_DATA, *words)
+        assert "Loading weights" not in result.stdout + result.stderr
+
+
+def test_dpo_with_lora_learns_to_prefer_the_chosen_answers(ftjob_run, tiny_decoders):
+    job = preference_job("dpo", tiny_decoders["llama"],
+                         training={"maxSteps": 10, "saveSteps": 10, "loggingSteps": 1,
+                                   "learningRate": 1e-2, "perDeviceTrainBatchSize": 8,
+                                   "evalStrategy": "no"})
+    run = ftjob_run(job)
+    done = assert_trained(run.run(), run, steps=10)
+    assert_loss_went_down(run)
+    metrics = done["metrics"]
+    # The chosen answers gained on the rejected ones against the reference.
+    assert 0.5 < metrics["eval_rewards/accuracies"] <= 1, metrics
+    assert metrics["eval_rewards/margins"] > 0, metrics
+
+
+def test_bad_preference_data_fails_before_the_model_loads(ftjob_run, tiny_decoders, tmp_path):
+    user_answers = tmp_path / "user-answers.jsonl"
+    turn = [{"role": "user", "content": "hi"}]
+    user_answers.write_text(json.dumps({"prompt": turn, "chosen": turn, "rejected": turn})
+                            + "\n")
+    for name, dataset, words in [
+        ("dpo-no-rejected", {"textColumns": ["prompt", "chosen", "refused"]},
+         ["no column refused", "[prompt, chosen, rejected]"]),
+        ("dpo-user-answers", {"files": {"train": str(user_answers)}},
+         ["row 0", "chosen answer with turns that are not the assistant's"]),
+    ]:
+        job = preference_job(name, tiny_decoders["qwen2"])
         job["spec"]["dataset"].update(dataset)
         result = ftjob_run(job).run()
         assert_clean_failure(result, EXIT_DATA, *words)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -35,7 +36,7 @@ def test_each_task_setting_has_the_same_name_and_default_on_both_sides(task):
 
 
 @pytest.mark.parametrize("example", ["quickstart", "masked-lm", "token-classification",
-                                     "causal-lm", "sft-chat"])
+                                     "causal-lm", "sft-chat", "dpo"])
 def test_each_examples_trainer_config_parses_with_its_tasks_arguments(example, tmp_path):
     job = load_job(EXAMPLES / f"{example}.yaml")
     config_file = tmp_path / "config.json"
@@ -188,9 +189,11 @@ def test_a_conversation_needs_roles_contents_and_an_assistant_turn(turns, proble
     assert found == problem if problem is None else problem in found
 
 
-def rendered_sft_config(tmp_path, model: str):
-    job = load_job(EXAMPLES / "sft-chat.yaml")
+def rendered_config(tmp_path, example: str, model: str, lora: bool = True):
+    job = load_job(EXAMPLES / example)
     job.spec.model.name = model
+    if not lora:
+        job.spec.peft = None
     config_file = tmp_path / "config.json"
     rendered = render.trainer_config(job, render.Placement(
         work_dir=str(tmp_path), checkpoint_uri=f"file://{tmp_path}/ckpt", output_uri=None,
@@ -217,7 +220,7 @@ def test_sft_packing_joins_conversations_into_fewer_samples(tiny_decoders, tmp_p
     conversations = [[{"role": "user", "content": f"Sentence {i}."},
                       {"role": "assistant", "content": f"Rewrite {i}."}] for i in range(8)]
     raw = DatasetDict({"train": Dataset.from_list([{"messages": c} for c in conversations])})
-    config = rendered_sft_config(tmp_path, tiny_decoders["qwen2"])
+    config = rendered_config(tmp_path, "sft-chat.yaml", tiny_decoders["qwen2"])
     unpacked, _ = sft_trainer(config, tiny_decoders["qwen2"], raw)
     config.task.packing = True
     packed, _ = sft_trainer(config, tiny_decoders["qwen2"], raw)
@@ -228,7 +231,7 @@ def test_sft_packing_joins_conversations_into_fewer_samples(tiny_decoders, tmp_p
 
 
 def test_sft_labels_are_ignored_exactly_outside_the_assistant_turns(tiny_decoders, tmp_path):
-    config = rendered_sft_config(tmp_path, tiny_decoders["qwen2"])
+    config = rendered_config(tmp_path, "sft-chat.yaml", tiny_decoders["qwen2"])
     conversation = [{"role": "system", "content": "Rewrite it."},
                     {"role": "user", "content": "The bank grew the loan program."},
                     {"role": "assistant", "content": "The lender expanded the loans."},
@@ -252,3 +255,84 @@ def test_the_sft_settings_ftjob_passes_on_are_fields_of_the_installed_sftconfig(
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     assert {"completion_only_loss", "assistant_only_loss", "packing", "max_length",
             "dataset_text_field"} <= fields
+
+
+USER = [{"role": "user", "content": "Rewrite: the bank grew."}]
+SAID = [{"role": "assistant", "content": "The lender expanded."}]
+
+
+@pytest.mark.parametrize("prompt,chosen,rejected,problem", [
+    ("Rewrite:", " Yes.", " No.", None),
+    (USER, SAID, [{"role": "assistant", "content": "No."}], None),
+    ("Rewrite:", "", " No.", "has an empty chosen"),
+    (USER, SAID, " No.", "has a rejected that is not a list of turns"),
+    (USER, USER, SAID, "has a chosen answer with turns that are not the assistant's"),
+    ([{"role": "robot", "content": "x"}], SAID, SAID, "role 'robot'"),
+])
+def test_a_preference_pair_is_three_texts_or_three_conversations(prompt, chosen, rejected,
+                                                                  problem):
+    from ftjob_trainer.tasks.dpo import preference_problem
+
+    found = preference_problem(prompt, chosen, rejected)
+    assert found == problem if problem is None else problem in found
+
+
+def dpo_trainer(tmp_path, model: str, lora: bool):
+    """The DPOTrainer train() would build from the dpo task's parts."""
+    from transformers import AutoTokenizer
+
+    from ftjob_trainer.tasks import dpo
+
+    config = rendered_config(tmp_path, "dpo.yaml", model, lora)
+    config.training_given.update(learning_rate=0.05, max_steps=3, report_to="none",
+                                 eval_strategy="no")
+    rows = [{"prompt": USER, "chosen": SAID,
+             "rejected": [{"role": "assistant", "content": f"Unrelated {i}."}]}
+            for i in range(8)]
+    raw = DatasetDict({"train": Dataset.from_list(rows)})
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    parts = dpo.build(config, model, tokenizer, raw)
+    return parts.trainer_class(model=parts.model, args=parts.training_args,
+                               train_dataset=parts.train_dataset, processing_class=tokenizer,
+                               **parts.optional_trainer_arguments())
+
+
+def test_dpo_with_lora_holds_one_model_whose_reference_is_the_base(tiny_decoders, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    trainer = dpo_trainer(tmp_path, tiny_decoders["qwen2"], lora=True)
+    assert trainer.ref_model is None  # no second model
+    assert list(trainer.model.peft_config) == ["default"]  # nor a copy of the adapter
+    trainer.train()
+    base = AutoModelForCausalLM.from_pretrained(tiny_decoders["qwen2"])
+    ids = torch.tensor([[5, 6, 7, 8]])
+    # Without the autocast wrapper of TRL's default bf16, to compare like with like.
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+    with torch.no_grad(), model.disable_adapter():
+        reference = model(input_ids=ids).logits
+    with torch.no_grad():
+        policy = model(input_ids=ids).logits
+        torch.testing.assert_close(reference, base(input_ids=ids).logits)
+        assert not torch.allclose(policy, reference)  # training moved the adapter
+
+
+def test_dpo_without_lora_keeps_a_frozen_reference_copy(tiny_decoders, tmp_path):
+    trainer = dpo_trainer(tmp_path, tiny_decoders["qwen2"], lora=False)
+    assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+
+
+def test_the_dpo_settings_ftjob_passes_on_are_those_of_the_installed_dpoconfig():
+    from trl import DPOConfig
+
+    from ftjob.api.tasks import DPO_LOSS_TYPES, DpoSpec
+
+    fields = {f.name: f for f in dataclasses.fields(DPOConfig)}
+    for name in ("beta", "loss_type", "label_smoothing", "max_length"):
+        assert name in fields
+    for name in ("beta", "label_smoothing"):
+        assert DpoSpec.model_fields[name].default == fields[name].default
+    assert fields["loss_type"].default_factory() == [DpoSpec.model_fields["loss_type"].default]
+    # TRL lists its losses in the field's help: each one ftjob offers is still there.
+    listed = set(re.findall(r"`'(\w+)'`", fields["loss_type"].metadata["help"]))
+    assert set(DPO_LOSS_TYPES) == listed

@@ -73,13 +73,18 @@ def load_pretrained(auto_class, path: str, model_args: ModelArguments,
     return model
 
 
-def apply_lora(model, model_args: ModelArguments, task_type: str | None):
-    from peft import LoraConfig, get_peft_model
+def lora_config(model_args: ModelArguments, task_type: str | None):
+    from peft import LoraConfig
 
-    config = LoraConfig(task_type=task_type, r=model_args.lora_r,
-                        lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                        target_modules=model_args.lora_target_modules)
-    model = get_peft_model(model, config)
+    return LoraConfig(task_type=task_type, r=model_args.lora_r,
+                      lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                      target_modules=model_args.lora_target_modules)
+
+
+def apply_lora(model, model_args: ModelArguments, task_type: str | None):
+    from peft import get_peft_model
+
+    model = get_peft_model(model, lora_config(model_args, task_type))
     trainable, total = model.get_nb_trainable_parameters()
     logger.info("LoRA trains %d of %d parameters (%.2f%%)", trainable, total,
                 100 * trainable / total)

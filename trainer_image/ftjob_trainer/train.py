@@ -191,9 +191,8 @@ def train(config: Config, reporter_box: list) -> int:
         eval_dataset=parts.eval_dataset,
         processing_class=tokenizer,
         data_collator=parts.data_collator,
-        compute_metrics=parts.compute_metrics,
-        preprocess_logits_for_metrics=parts.preprocess_logits_for_metrics,
         callbacks=[upload_callback, preemption, progress],
+        **parts.optional_trainer_arguments(),
     )
     if config.reporting.terminal:
         trainer.remove_callback(PrinterCallback)

@@ -26,8 +26,8 @@ from .base import (
     cel,
 )
 from .pod import PodTemplate, Resources
-from .tasks import SETTINGS_FIELDS, TASKS, CausalLmSpec, MaskedLmSpec, SftSpec, Task, \
-    TokenClassificationSpec, task_fits
+from .tasks import SETTINGS_FIELDS, TASKS, CausalLmSpec, DpoSpec, MaskedLmSpec, SftSpec, \
+    Task, TokenClassificationSpec, task_fits
 from .training_args import check_training_arguments
 
 Strategy = Literal["ddp", "fsdp", "deepspeed"]
@@ -88,7 +88,11 @@ class DatasetSpec(ApiModel):
     format: Literal["csv", "json", "parquet"] | None = Field(
         None, description="File format; inferred from the file extension when omitted"
     )
-    text_columns: list[ShortText] = bounded_list(2, min_length=1, default=["text"])
+    text_columns: list[ShortText] = bounded_list(3, min_length=1, default=["text"],
+                                                 description=(
+        "The columns the task reads: one or two texts (a sentence pair) for classification "
+        "and causal-lm; one for masked-lm and token-classification (its words); [messages] "
+        "or [prompt, completion] for sft; [prompt, chosen, rejected] for dpo"))
     label_column: ShortText | None = "label"
     splits: DatasetSplits = Field(default_factory=DatasetSplits)
     max_length: int = Field(128, ge=8, le=131_072)
@@ -227,7 +231,7 @@ MUTABLE_RUN_POLICY = ("suspend", "backoffLimit", "activeDeadlineSeconds",
                       "ttlSecondsAfterFinished")
 IMMUTABLE_SPEC_FIELDS = ("model", "peft", "dataset", "training", "metrics", "distributed",
                          "checkpoints", "output", "resources", "image", "podTemplate",
-                         "maskedLm", "causalLm", "tokenClassification", "sft")
+                         *(to_camel(section) for section in SETTINGS_FIELDS))
 
 
 def _immutable(path: str) -> tuple[str, str]:
@@ -274,6 +278,7 @@ class FineTuneJobSpec(ApiModel):
     causal_lm: CausalLmSpec | None = None
     token_classification: TokenClassificationSpec | None = None
     sft: SftSpec | None = None
+    dpo: DpoSpec | None = None
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)

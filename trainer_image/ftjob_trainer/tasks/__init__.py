@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from ..errors import ConfigError
-from . import causal_lm, masked_lm, sequence_classification, sft, token_classification
+from . import causal_lm, dpo, masked_lm, sequence_classification, sft, token_classification
 from .base import TaskParts
 
 TASKS: dict[str, ModuleType] = {module.NAME: module for module in (
@@ -23,6 +23,7 @@ TASKS: dict[str, ModuleType] = {module.NAME: module for module in (
     masked_lm,
     causal_lm,
     sft,
+    dpo,
 )}
 
 

@@ -31,6 +31,16 @@ class TaskParts:
     training_args: Any = None
     # A fresh copy of the base model, for a LoRA job that also exports the merged weights.
     load_base_model: Callable[[], Any] | None = None
+    # LoRA for a trainer that applies it itself (DPOTrainer: then its reference model is
+    # the base with the adapter disabled).
+    peft_config: Any = None
+
+    def optional_trainer_arguments(self) -> dict:
+        """The trainer arguments the task set; a trainer class need not take the others."""
+        return {name: value for name, value in (
+            ("compute_metrics", self.compute_metrics),
+            ("preprocess_logits_for_metrics", self.preprocess_logits_for_metrics),
+            ("peft_config", self.peft_config)) if value is not None}
 
 
 def check_columns(raw: DatasetDict, wanted: list[str], fields: str) -> None:

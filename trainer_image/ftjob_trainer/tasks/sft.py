@@ -13,9 +13,9 @@ from transformers import AutoModelForCausalLM
 from ..errors import DataError
 from ..modeling import load_model_config, load_pretrained
 from .base import TaskParts, check_columns, hold_out_validation, sample_length
+from .chat import to_trl_columns, turns_problem, use_chat_template
 
 NAME = "sft"
-ROLES = {"system", "user", "assistant", "tool"}
 
 
 @dataclass
@@ -30,13 +30,9 @@ class Arguments:
 
 def conversation_problem(turns) -> str | None:
     """Why a value is not a conversation SFT can learn from, or None."""
-    if not isinstance(turns, list) or not turns:
-        return "is not a list of turns"
-    for turn in turns:
-        if not isinstance(turn, dict) or not {"role", "content"} <= turn.keys():
-            return "has a turn without role and content"
-        if turn["role"] not in ROLES:
-            return f"has a turn with role {turn['role']!r} (one of {', '.join(sorted(ROLES))})"
+    problem = turns_problem(turns)
+    if problem:
+        return problem
     if not any(turn["role"] == "assistant" for turn in turns):
         return "has no assistant turn to learn from"
     return None
@@ -50,14 +46,6 @@ def check_conversations(raw: DatasetDict, column: str) -> None:
                 raise DataError(f"the {split} data's {column} column, row {row}, {problem}")
 
 
-def to_trl_columns(raw: DatasetDict, columns: list[str]) -> DatasetDict:
-    """TRL reads `messages`, or `prompt` and `completion`: the job's columns under those
-    names, and nothing else."""
-    names = ["messages"] if len(columns) == 1 else ["prompt", "completion"]
-    raw = raw.select_columns(columns)
-    return raw.rename_columns({old: new for old, new in zip(columns, names) if old != new})
-
-
 def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
     from trl import SFTConfig, SFTTrainer
 
@@ -68,14 +56,11 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
     conversational = len(columns) == 1
     if conversational:
         check_conversations(raw, columns[0])
-        if settings.chat_template:
-            tokenizer.chat_template = settings.chat_template
-        if not tokenizer.chat_template:
-            raise DataError(
-                f"the tokenizer of {model_args.model_name_or_path} has no chat template to "
-                "render conversations with; give one in spec.sft.chatTemplate (Jinja, as in "
-                "a tokenizer_config.json), or use a chat model's tokenizer")
-    raw = hold_out_validation(to_trl_columns(raw, columns), data)
+        use_chat_template(tokenizer, settings.chat_template, model_args.model_name_or_path,
+                          NAME)
+    # TRL reads `messages`, or `prompt` and `completion`.
+    trl_names = ["messages"] if conversational else ["prompt", "completion"]
+    raw = hold_out_validation(to_trl_columns(raw, columns, trl_names), data)
     max_length = sample_length(None, data, False, NAME, load_model_config(model_path,
                                                                           model_args))
     # SFTConfig's own defaults (gradient checkpointing on, its learning rate) apply to what
