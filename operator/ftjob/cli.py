@@ -53,7 +53,7 @@ def cmd_run(args) -> int:
               "runs on this machine as one node.", file=sys.stderr)
     try:
         run = local.prepare(job, Path(args.file), Path(args.run_root), args.procs)
-    except local.RunFolderBusy as error:
+    except (local.RunFolderBusy, local.ScriptMissing) as error:
         print(f"ftjob run: {error}", file=sys.stderr)
         return 1
     print(f"Running {job.metadata.name} (attempt {run.attempt}) with {run.procs} process(es); "

@@ -22,7 +22,7 @@ import yaml
 # Imports nothing heavy; the trainer package is part of the same distribution.
 from ftjob_trainer.lifetime import die_with_parent
 
-from . import render
+from . import launch, render
 from .api.spec import FineTuneJob
 from .launcher_output import LauncherOutputFilter
 
@@ -31,6 +31,10 @@ EXIT_PREEMPTED = 75
 
 class RunFolderBusy(Exception):
     """Another `ftjob run` of the same job is going on in this run folder."""
+
+
+class ScriptMissing(Exception):
+    """spec.script.path names no file on this machine."""
 
 
 @dataclass
@@ -66,11 +70,14 @@ def _resolve_local_paths(job: FineTuneJob, base: Path) -> FineTuneJob:
         return str(candidate.resolve()) if value.startswith(".") or candidate.exists() \
             else value
 
-    files = job.spec.dataset.files
+    files = job.spec.dataset.files if job.spec.dataset else None
     if files:
         files.train = resolve(files.train)
         files.eval = resolve(files.eval)
-    job.spec.model.name = resolve(job.spec.model.name)
+    if job.spec.model:
+        job.spec.model.name = resolve(job.spec.model.name)
+    if job.spec.script:
+        job.spec.script.path = resolve(job.spec.script.path)
     return job
 
 
@@ -93,6 +100,10 @@ def lock_run_folder(run_dir: Path) -> int:
 
 def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None) -> LocalRun:
     job = _resolve_local_paths(job, job_file.resolve().parent)
+    script = job.spec.script
+    if script and "://" not in script.path and not Path(script.path).is_file():
+        raise ScriptMissing(f"spec.script.path: no file {script.path} (a path relative to "
+                            f"{job_file})")
     run_dir = (run_root / job.metadata.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = lock_run_folder(run_dir)
@@ -122,12 +133,11 @@ def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None)
 
 
 def launch_command(run: LocalRun) -> list[str]:
-    config = str(run.run_dir / render.TRAINER_CONFIG)
-    if run.job.spec.distributed.launcher == "accelerate":
-        return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(run.run_dir / render.ACCELERATE_CONFIG), "-m", "ftjob_trainer", config]
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            "--nproc-per-node", str(run.procs), "-m", "ftjob_trainer", config]
+    """One node of `run.procs` processes."""
+    job = run.job.model_copy(deep=True)
+    job.spec.distributed.nodes, job.spec.distributed.elastic = 1, None
+    job.spec.distributed.procs_per_node = run.procs
+    return launch.launch_command(job, launch.this_machine(str(run.run_dir)))
 
 
 def launch_environment(run: LocalRun) -> dict:

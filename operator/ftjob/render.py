@@ -115,14 +115,61 @@ def training_arguments(job: FineTuneJob) -> dict:
     return training
 
 
+def run_sections(job: FineTuneJob, placement: Placement) -> dict:
+    """The sections every run has: the job, where its results go, where it reports."""
+    spec = job.spec
+    return {
+        "job": {"name": job.metadata.name, "namespace": job.metadata.namespace,
+                "attempt": placement.attempt},
+        "storage": {
+            "work_dir": placement.work_dir,
+            "checkpoint_uri": placement.checkpoint_uri,
+            "checkpoint_keep": spec.checkpoints.keep,
+            "checkpoint_endpoint_url": spec.checkpoints.endpoint_url,
+            "output_uri": placement.output_uri,
+            "output_endpoint_url": spec.output.endpoint_url or spec.checkpoints.endpoint_url,
+            "hub_repo": spec.output.push_to_hub.repo if spec.output.push_to_hub else None,
+            "hub_private": spec.output.push_to_hub.private if spec.output.push_to_hub
+            else True,
+        },
+        "reporting": {
+            "events_file": placement.events_file,
+            "terminal": placement.terminal,
+            "kubernetes_status": placement.kubernetes_status,
+            "termination_log": placement.termination_log,
+        },
+    }
+
+
+def script_environment(job: FineTuneJob) -> dict:
+    """The model and data a spec.script job names, as the variables its script reads
+    (ftjob_trainer.contract)."""
+    spec, env = job.spec, {}
+    if spec.model:
+        env["FTJOB_MODEL"] = spec.model.name
+    if spec.dataset and spec.dataset.name:
+        env["FTJOB_DATASET"] = spec.dataset.name
+    if spec.dataset and spec.dataset.files:
+        env["FTJOB_TRAIN_FILE"] = spec.dataset.files.train
+        if spec.dataset.files.eval:
+            env["FTJOB_EVAL_FILE"] = spec.dataset.files.eval
+    return env
+
+
 def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
+    """The config the trainer runs from: every section for a built-in task; for a
+    spec.script job, what its supervisor needs."""
+    if job.spec.script is not None:
+        return {**run_sections(job, placement),
+                "script": {"path": job.spec.script.path,
+                           "nodes": job.spec.distributed.nodes,
+                           "environment": script_environment(job)}}
     spec = job.spec
     dataset = spec.dataset
     lora = spec.peft
     task_settings = spec.task_settings()
     return {
-        "job": {"name": job.metadata.name, "namespace": job.metadata.namespace,
-                "attempt": placement.attempt},
+        **run_sections(job, placement),
         "model": {
             "model_name_or_path": spec.model.name,
             "task": spec.model.task,
@@ -151,23 +198,6 @@ def trainer_config(job: FineTuneJob, placement: Placement) -> dict:
             "metrics": spec.metrics,
         },
         "task": task_settings.model_dump() if task_settings else {},
-        "storage": {
-            "work_dir": placement.work_dir,
-            "checkpoint_uri": placement.checkpoint_uri,
-            "checkpoint_keep": spec.checkpoints.keep,
-            "checkpoint_endpoint_url": spec.checkpoints.endpoint_url,
-            "output_uri": placement.output_uri,
-            "output_endpoint_url": spec.output.endpoint_url or spec.checkpoints.endpoint_url,
-            "hub_repo": spec.output.push_to_hub.repo if spec.output.push_to_hub else None,
-            "hub_private": spec.output.push_to_hub.private if spec.output.push_to_hub
-            else True,
-        },
-        "reporting": {
-            "events_file": placement.events_file,
-            "terminal": placement.terminal,
-            "kubernetes_status": placement.kubernetes_status,
-            "termination_log": placement.termination_log,
-        },
         "training": training_arguments(job),
     }
 
@@ -198,3 +228,4 @@ def accelerate_config(distributed: DistributedSpec, num_machines: int, machine_r
     if num_machines > 1:
         config.update(main_process_ip=main_process_ip, main_process_port=main_process_port)
     return config
+

@@ -87,6 +87,8 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
                                   "textColumns": ["prompt", "chosen", "rejected"]},
                       "dpo": {"lossType": "exo_pair"}},
          "lossType exo_pair needs labelSmoothing above 0"),
+        ("script-and-task", {"script": {"path": "train.py"}},
+         "spec.script runs your own program"),
         ("eval-twice", {"dataset": {**quickstart["spec"]["dataset"],
                                     "validationSplitPercentage": 10}},
          "validationSplitPercentage makes it from train"),

@@ -87,7 +87,8 @@ GOOD_CASES = {
 BAD_CASES = {
     "unknown top-level spec field": ({"spec.modle": {}}, (), "spec.modle",
                                      ["unknown field", "model"]),
-    "missing model": ({}, ("spec.model",), "spec.model", ["required"]),
+    "missing model": ({}, ("spec.model",), "spec",
+                      ["spec.model and spec.dataset are required", "spec.script"]),
     "bad task": ({"spec.model.task": "translation"}, (), "spec.model.task",
                  ["sequence-classification", "causal-lm"]),
     "both name and files": ({"spec.dataset.files": {"train": "a.csv"}}, (), "spec.dataset",
@@ -258,3 +259,32 @@ def test_a_new_transformers_version_alone_is_not_drift():
 
     bumped = edited_table(lambda t: t.update(transformers="99.0.0"))
     assert table_changes(json.loads(TABLE.read_text()), bumped) == []
+
+
+SCRIPT = {"path": "train.py", "args": ["--epochs", "1"]}
+TASK_ONLY = "spec.script runs your own program"
+
+
+def test_a_script_job_needs_no_task_model_data_or_training():
+    job = parse_job(with_changes({"spec.script": SCRIPT},
+                                 ("spec.training", "spec.model", "spec.dataset")))
+    assert job.spec.script.args == ["--epochs", "1"] and job.spec.model is None
+    with_model = parse_job(with_changes({"spec.script": SCRIPT, "spec.model": {"name": "m"}},
+                                        ("spec.training",)))
+    assert with_model.spec.model.name == "m"
+
+
+@pytest.mark.parametrize("changes,drop", [
+    ({}, ()),  # GOOD's training section
+    ({"spec.metrics": ["f1"]}, ("spec.training",)),
+    ({"spec.model.task": "sft"}, ("spec.training",)),
+    ({"spec.peft": {"r": 8}}, ("spec.training",)),
+    ({"spec.dpo": {"beta": 0.2}}, ("spec.training",)),
+    ({"spec.output": {"pushToHub": {"repo": "me/m", "tokenSecret": "hf"}}}, ("spec.training",)),
+    ({"spec.distributed": {"strategy": "fsdp"}}, ("spec.training",)),
+], ids=["training", "metrics", "task", "peft", "task settings", "push to hub", "fsdp"])
+def test_a_script_job_refuses_what_only_the_built_in_tasks_read(changes, drop):
+    with pytest.raises(SpecError) as caught:
+        parse_job(with_changes({"spec.script": SCRIPT, **changes}, drop))
+    assert TASK_ONLY in dict(caught.value.problems)["spec"]
+

@@ -109,6 +109,17 @@ class Config:
     training_given: dict = field(default_factory=dict)
 
 
+def apply_environment(raw: dict) -> dict:
+    """What the environment says over the config JSON: the work dir can be remapped from
+    outside (tests, local runs) without rewriting JSON, and on the cluster one ConfigMap
+    serves every attempt, so the pod says which one it is."""
+    if os.environ.get("FTJOB_WORK_DIR"):
+        raw["storage"]["work_dir"] = os.environ["FTJOB_WORK_DIR"]
+    if os.environ.get("FTJOB_ATTEMPT"):
+        raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
+    return raw
+
+
 def load_config(path: str | os.PathLike) -> Config:
     """Parses every section."""
     config_path = Path(path)
@@ -117,12 +128,7 @@ def load_config(path: str | os.PathLike) -> Config:
         value = raw.get(section, {}).get(key)
         if isinstance(value, str) and not os.path.isabs(value):
             raw[section][key] = str(config_path.parent / value)
-    # The work dir can be remapped from outside (tests, local runs) without rewriting JSON.
-    if os.environ.get("FTJOB_WORK_DIR"):
-        raw["storage"]["work_dir"] = os.environ["FTJOB_WORK_DIR"]
-    # On the cluster one ConfigMap serves every attempt; the pod says which one it is.
-    if os.environ.get("FTJOB_ATTEMPT"):
-        raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
+    apply_environment(raw)
     raw["training"]["output_dir"] = str(Path(raw["storage"]["work_dir"]) / "checkpoints")
     from .tasks import task_for
 

@@ -8,6 +8,10 @@ so the exit code alone does not survive the launcher.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 # sysexits.h codes, so the numbers mean something outside ftjob too.
 EXIT_CONFIG = 78  # EX_CONFIG: the job's configuration cannot work
 EXIT_DATA = 65  # EX_DATAERR: the dataset does not fit the spec
@@ -78,3 +82,31 @@ class HubAccessDenied(TrainerError):
 
     exit_code = EXIT_ACCESS_DENIED
     reason = "HubAccessDenied"
+
+
+class ScriptFailed(TrainerError):
+    """A user's own script (spec.script) exited non-zero: its exit code, and the last lines
+    of its stderr in the message."""
+
+    reason = "ScriptFailed"
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def write_termination_log(path: str | None, error: TrainerError) -> None:
+    """The failure as JSON where the operator reads it (the pod's terminationMessagePath);
+    the environment wins so that whatever runs the pod can remap the path."""
+    path = os.environ.get("FTJOB_TERMINATION_LOG") or path
+    if not path:
+        return
+    try:
+        target = Path(path)
+        if target.exists() and target.stat().st_size > 0:
+            return  # the first failing rank on this node explains it
+        target.write_text(json.dumps({"reason": error.reason, "exitCode": error.exit_code,
+                                      "retryable": error.retryable,
+                                      "message": str(error)[:3000]}))
+    except OSError:
+        pass

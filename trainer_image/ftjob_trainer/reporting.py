@@ -38,6 +38,20 @@ class Reporter:
                 close()
 
 
+def build_reporter(reporting, job) -> Reporter:
+    """Global rank 0's reporter: the sinks the config's reporting section asks for."""
+    sinks = []
+    if reporting.terminal:
+        sinks.append(TerminalSink())
+    if reporting.events_file:
+        sinks.append(JsonLinesSink(reporting.events_file))
+    if reporting.kubernetes_status:
+        from .kubernetes_status import KubernetesStatusSink
+
+        sinks.append(KubernetesStatusSink.from_environment(job))
+    return Reporter(sinks, attempt=job.attempt)
+
+
 class JsonLinesSink:
     def __init__(self, path: str | Path):
         self.path = Path(path)

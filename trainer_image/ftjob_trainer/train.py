@@ -3,7 +3,6 @@ torchrun or accelerate."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,14 +18,14 @@ from .arguments import Config, load_config
 from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
 from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import load_raw_datasets
-from .errors import ConfigError, PeerLost, Preempted, TrainerError
+from .errors import ConfigError, PeerLost, Preempted, TrainerError, write_termination_log
 from .export import FINAL_MODEL, export_model, finished_export
 from .hub import check_hub, push_folder
 from .lifetime import die_with_parent
 from .metrics import add_loss_metrics
 from .modeling import load_tokenizer, resolve_model_path
 from .preflight import check_storage, storage_locations
-from .reporting import JsonLinesSink, Reporter, TerminalSink
+from .reporting import Reporter, build_reporter
 from .tasks import task_for
 
 logger = logging.getLogger("ftjob_trainer")
@@ -60,21 +59,6 @@ def resume_point(store: CheckpointStore, output, args) -> tuple:
     return latest, finished_export(output, latest, args)
 
 
-def build_reporter(config: Config, topology: Topology) -> Reporter:
-    if not topology.is_global_main:
-        return Reporter()
-    sinks = []
-    if config.reporting.terminal:
-        sinks.append(TerminalSink())
-    if config.reporting.events_file:
-        sinks.append(JsonLinesSink(config.reporting.events_file))
-    if config.reporting.kubernetes_status:
-        from .kubernetes_status import KubernetesStatusSink
-
-        sinks.append(KubernetesStatusSink.from_environment(config.job))
-    return Reporter(sinks, attempt=config.job.attempt)
-
-
 def final_eval_metrics(trainer: Trainer) -> dict:
     """The final model's eval metrics: those of an evaluation the Trainer already ran at the
     last step (an epoch-end or step eval), else a new evaluation. With
@@ -106,27 +90,11 @@ def peer_lost(error: Exception) -> PeerLost | None:
                     f"probably failed (see its error): {detail}")
 
 
-def write_termination_log(config: Config | None, error: TrainerError) -> None:
-    # The environment wins so that whatever runs the pod can remap the path.
-    path = os.environ.get("FTJOB_TERMINATION_LOG") or \
-        (config.reporting.termination_log if config else None)
-    if not path:
-        return
-    try:
-        target = Path(path)
-        if target.exists() and target.stat().st_size > 0:
-            return  # the first failing rank on this node explains it
-        target.write_text(json.dumps({"reason": error.reason, "exitCode": error.exit_code,
-                                      "retryable": error.retryable,
-                                      "message": str(error)[:3000]}))
-    except OSError:
-        pass
-
-
 def train(config: Config, reporter_box: list) -> int:
     args = config.training
     topology = Topology(args)
-    reporter = build_reporter(config, topology)
+    reporter = build_reporter(config.reporting, config.job) if topology.is_global_main \
+        else Reporter()
     reporter_box.append(reporter)
     work_dir = Path(config.storage.work_dir)
     cache_dir = work_dir / "cache"
@@ -251,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         error = caught if isinstance(caught, TrainerError) else peer_lost(caught)
         if error is None:
             raise
-        write_termination_log(config, error)
+        write_termination_log(config.reporting.termination_log if config else None, error)
         for reporter in reporter_box:
             reporter.emit("failed", reason=error.reason, message=str(error),
                           exitCode=error.exit_code)

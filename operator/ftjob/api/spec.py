@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from .base import (
     JOB_NAME,
@@ -41,9 +41,21 @@ class ModelSpec(ApiModel):
     revision: ShortText | None = Field(None, description="Hub revision (branch, tag or commit)")
     task: Task = Field("sequence-classification", description=(
         "What the model learns; a task with settings reads them from the spec section "
-        "named after it (maskedLm, causalLm, tokenClassification, sft)"))
+        "named after it (maskedLm, causalLm, tokenClassification, sft, dpo)"))
     num_labels: int | None = Field(None, ge=1, le=100_000)
     trust_remote_code: bool = False
+
+
+class ScriptSpec(ApiModel):
+    """Your own training program, run by the launcher in place of a built-in task, under a
+    supervisor that gives it checkpoints, resume, status and export (see the README's "Your
+    own script" for the variables it reads)"""
+
+    path: LongText = Field(description=(
+        "The script: for ftjob run a path relative to the YAML; on the cluster a path inside "
+        "the image or a storage URI (s3://, gs://, ...) downloaded before it starts"))
+    args: list[LongText] = bounded_list(128, default_factory=list, description=(
+        "Its command-line arguments"))
 
 
 class LoraSpec(ApiModel):
@@ -260,15 +272,36 @@ def _settings_match_task(field: str) -> tuple[str, str]:
             settings_for_task(field))
 
 
+TASK_FIELDS = ("training", "metrics", "peft", *(to_camel(f) for f in SETTINGS_FIELDS))
+MODEL_AND_DATA_NEEDED = "spec.model and spec.dataset are required for a built-in task " \
+    "(or give spec.script, your own program)"
+SCRIPT_EXCLUDES = f"spec.script runs your own program: {', '.join(TASK_FIELDS)}, " \
+    "model.task, output.pushToHub and a distributed.strategy other than ddp are for the " \
+    "built-in tasks; pass your settings in spec.script.args"
+
+
 class FineTuneJobSpec(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         *[_immutable(field) for field in IMMUTABLE_SPEC_FIELDS],
         *[_immutable_run_policy(field) for field in ("queueName", "priorityClassName")],
-        *[_settings_match_task(field) for field in SETTINGS_FIELDS])}
+        *[_settings_match_task(field) for field in SETTINGS_FIELDS],
+        ("has(self.script) || (has(self.model) && has(self.dataset))",
+         MODEL_AND_DATA_NEEDED),
+        ("!has(self.script) || !(" + " || ".join(
+            [f"has(self.{field})" for field in TASK_FIELDS]
+            + ["(has(self.model) && has(self.model.task))",
+               "(has(self.output) && has(self.output.pushToHub))",
+               "(has(self.distributed) && has(self.distributed.strategy) && "
+               "self.distributed.strategy != 'ddp')"]) + ")", SCRIPT_EXCLUDES))}
 
-    model: ModelSpec
+    model: ModelSpec | None = Field(None, description=(
+        "The model to fine-tune; with spec.script, only its name reaches the script "
+        "(FTJOB_MODEL)"))
+    script: ScriptSpec | None = None
     peft: LoraSpec | None = None
-    dataset: DatasetSpec
+    dataset: DatasetSpec | None = Field(None, description=(
+        "The data; with spec.script, its name or files reach the script (FTJOB_DATASET, "
+        "FTJOB_TRAIN_FILE, FTJOB_EVAL_FILE)"))
     training: dict[str, Any] = Field(
         default_factory=dict,
         description="Hugging Face TrainingArguments, camelCase or snake_case names",
@@ -294,6 +327,14 @@ class FineTuneJobSpec(ApiModel):
 
     @model_validator(mode="after")
     def _task_fits(self):
+        if self.script is not None:
+            given = [f for f in TASK_FIELDS if to_snake(f) in self.model_fields_set]
+            if given or (self.model and "task" in self.model.model_fields_set) or \
+                    self.output.push_to_hub or self.distributed.strategy != "ddp":
+                raise ValueError(SCRIPT_EXCLUDES)
+            return self
+        if self.model is None or self.dataset is None:
+            raise ValueError(MODEL_AND_DATA_NEEDED)
         problems = [settings_for_task(field) for field in SETTINGS_FIELDS
                     if getattr(self, field) is not None
                     and SETTINGS_FIELDS[field] != self.model.task]
@@ -303,7 +344,10 @@ class FineTuneJobSpec(ApiModel):
         return self
 
     def task_settings(self) -> ApiModel | None:
-        """The task's settings, defaults filled in; None for a task without settings."""
+        """The task's settings, defaults filled in; None for a task without settings (or a
+        script)."""
+        if self.model is None:
+            return None
         info = TASKS[self.model.task]
         if info.settings is None:
             return None

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .. import API_VERSION, GROUP, KIND, PLURAL, render
+from .. import API_VERSION, GROUP, KIND, PLURAL, launch, render
 from ..api.pod import FTJOB_MOUNTS
 from ..api.spec import FineTuneJob
 
 CONFIG_DIR = FTJOB_MOUNTS["config"]
 SCRATCH_DIR = FTJOB_MOUNTS["scratch"]
 TERMINATION_LOG = "/dev/termination-log"
-RENDEZVOUS_PORT = 29500
+RENDEZVOUS_PORT = launch.RENDEZVOUS_PORT
 CONTAINER = "trainer"
 GPU_RESOURCE = "nvidia.com/gpu"
 # Save + upload of the SIGTERM checkpoint must fit in this; torchrun itself SIGKILLs its
@@ -169,29 +169,9 @@ def rendezvous_host(job: FineTuneJob, attempt: int) -> str:
 
 
 def launch_command(job: FineTuneJob, attempt: int) -> list[str]:
-    distributed = job.spec.distributed
-    config = f"{CONFIG_DIR}/{render.TRAINER_CONFIG}"
-    node_rank = "$(JOB_COMPLETION_INDEX)"
-    host = rendezvous_host(job, attempt)
-    if distributed.launcher == "accelerate":
-        command = ["accelerate", "launch", "--config_file",
-                   f"{CONFIG_DIR}/{render.ACCELERATE_CONFIG}", "--machine_rank", node_rank]
-        if distributed.nodes > 1:
-            command += ["--main_process_ip", host, "--main_process_port", str(RENDEZVOUS_PORT)]
-        return [*command, "-m", "ftjob_trainer", config]
-    command = ["torchrun", "--nproc-per-node", str(distributed.nproc_per_node)]
-    if distributed.elastic:
-        elastic = distributed.elastic
-        command += ["--nnodes", f"{elastic.min_nodes}:{elastic.max_nodes}",
-                    "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{host}:{RENDEZVOUS_PORT}",
-                    "--rdzv-id", Names(job.metadata.name).attempt(attempt),
-                    "--max-restarts", str(elastic.max_restarts)]
-    elif distributed.nodes > 1:
-        command += ["--nnodes", str(distributed.nodes), "--node-rank", node_rank,
-                    "--master-addr", host, "--master-port", str(RENDEZVOUS_PORT)]
-    else:
-        command += ["--standalone"]
-    return [*command, "-m", "ftjob_trainer", config]
+    return launch.launch_command(job, launch.in_pod(
+        CONFIG_DIR, "$(JOB_COMPLETION_INDEX)", rendezvous_host(job, attempt),
+        Names(job.metadata.name).attempt(attempt)))
 
 
 def _resources(job: FineTuneJob, defaults: Defaults) -> dict:
