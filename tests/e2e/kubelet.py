@@ -29,8 +29,11 @@ from kubernetes import client, config
 from tests.support.seaweedfs import free_port
 
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-LAUNCHERS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"],
-             "accelerate": [sys.executable, "-m", "accelerate.commands.launch"]}
+# The image's programs, as this machine runs them: the command's first word, and the
+# launcher after `--` in a spec.script job's supervisor command.
+PROGRAMS = {"torchrun": [sys.executable, "-m", "torch.distributed.run"],
+            "accelerate": [sys.executable, "-m", "accelerate.commands.launch"],
+            "python": [sys.executable]}
 HOST_FLAGS = ("--master-addr", "--main_process_ip")
 PORT_FLAGS = ("--master-port", "--main_process_port")
 
@@ -230,7 +233,7 @@ class LocalKubelet:
         command = [_expand(part, env) for part in (container.command or []) +
                    (container.args or [])]
         command = _remap(command, mounts, port)
-        command = LAUNCHERS.get(command[0], [command[0]]) + command[1:]
+        command = _local_programs(command)
         termination_log = root / "termination-log"
         token_dir = mounts.get(TOKEN_DIR)
         env.update({
@@ -288,6 +291,18 @@ class LocalKubelet:
 def _expand(text: str, env: dict) -> str:
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
                   lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def _local_programs(command: list[str]) -> list[str]:
+    def program(rest: list[str]) -> list[str]:
+        if rest[:2] == ["accelerate", "launch"]:
+            rest = rest[1:]
+        return PROGRAMS.get(rest[0], rest[:1]) + rest[1:]
+
+    if "--" in command:
+        split = command.index("--")
+        return program(command[:split]) + ["--"] + program(command[split + 1:])
+    return program(command)
 
 
 def _remap(command: list[str], mounts: dict[str, Path], port: int) -> list[str]:

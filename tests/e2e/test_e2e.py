@@ -45,16 +45,13 @@ def status_of(cluster, namespace: str, name: str) -> dict:
     return cluster.get("finetunejob", name, "-n", namespace).get("status", {})
 
 
-def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
-        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path):
-    job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump(cluster_job("e2e", namespace, minilm_path,
-                                                   storage.endpoint, max_steps=16)))
-    cluster.kubectl("apply", "-n", namespace, "-f", str(job_file))
+def succeeded_with_moving_progress(cluster, namespace: str, name: str) -> dict:
+    """The job's status once it ended Succeeded, having shown at least two steps while
+    Running."""
     steps_seen = set()
 
     def finished():
-        status = status_of(cluster, namespace, "e2e")
+        status = status_of(cluster, namespace, name)
         if status.get("phase") == "Running" and status.get("progress"):
             steps_seen.add(status["progress"]["step"])
         return status if status.get("phase") in ("Succeeded", "Failed") else None
@@ -62,6 +59,16 @@ def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
     status = eventually(finished, timeout=600, interval=0.5, what="the job to finish")
     assert status["phase"] == "Succeeded", status.get("message")
     assert len(steps_seen) >= 2, f"progress did not move while running: {steps_seen}"
+    return status
+
+
+def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
+        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path):
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(cluster_job("e2e", namespace, minilm_path,
+                                                   storage.endpoint, max_steps=16)))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(job_file))
+    status = succeeded_with_moving_progress(cluster, namespace, "e2e")
     assert status["progress"]["step"] == 16 and status["progress"]["percent"] == 100.0
     assert "eval_accuracy" in status["metrics"] and "train_loss" in status["metrics"]
     assert status["checkpoint"]["step"] == 16
@@ -105,3 +112,34 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     assert resumed, log[-3000:]
     assert int(resumed.group(1)) == resume_step
     assert status["progress"]["step"] == 60
+
+
+def test_your_own_script_from_storage_trains_on_two_nodes_with_status_and_export(
+        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path):
+    """spec.script: the course's custom loop, fetched from storage by each node's
+    supervisor, reports progress and checkpoints (both nodes' parts) onto the status and is
+    exported when it exits 0."""
+    storage.client().put_object(Bucket="e2e", Key=f"{namespace}/scripts/train.py",
+                                Body=(EXAMPLES / "custom-loop" / "train.py").read_bytes())
+    job = cluster_job("own-script", namespace, minilm_path, storage.endpoint, max_steps=0)
+    spec = job["spec"]
+    for task_only in ("training", "metrics"):
+        del spec[task_only]
+    spec["model"] = {"name": minilm_path}
+    spec["dataset"] = {"files": spec["dataset"]["files"]}
+    spec["script"] = {"path": f"s3://e2e/{namespace}/scripts/train.py",
+                      "args": ["--max-steps", "8", "--save-steps", "4", "--batch-size", "8"]}
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(yaml.safe_dump(job))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(job_file))
+    status = succeeded_with_moving_progress(cluster, namespace, "own-script")
+    assert status["progress"]["step"] == 8
+    assert 0 < status["metrics"]["eval_accuracy"] <= 1
+    assert status["checkpoint"]["step"] == 8
+    keys = storage.keys("e2e", f"{namespace}/own-script/")
+    for node in (0, 1):  # each node uploaded its part
+        assert any(key.startswith(f"{namespace}/own-script/checkpoint-8/") and
+                   key.endswith(f"random_states_{node}.pkl") for key in keys), sorted(keys)
+    assert f"{namespace}/own-script/checkpoint-8/_COMPLETE.json" in keys
+    for exported in ("_COMPLETE.json", "config.json", "model.safetensors"):
+        assert f"{namespace}/own-script/model/{exported}" in keys, (exported, sorted(keys))

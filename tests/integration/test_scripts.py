@@ -16,6 +16,7 @@ from tests.integration.test_tasks import assert_resumed_from, killed_after_a_che
 pytestmark = pytest.mark.slow
 
 CUSTOM_LOOP = EXAMPLES / "custom-loop" / "train.py"
+HF_SCRIPT = EXAMPLES / "hf-script" / "run_mlm.py"
 PARAPHRASES = {"train": str(EXAMPLES / "data/paraphrase-train.csv"),
                "eval": str(EXAMPLES / "data/paraphrase-validation.csv")}
 
@@ -32,16 +33,24 @@ def script_job(name: str, script, args: list[str], model: str | None = None,
             "metadata": {"name": name}, "spec": spec}
 
 
-def test_the_custom_loop_trains_and_a_killed_run_resumes_from_its_checkpoint(ftjob_run,
-                                                                            minilm_path):
-    job = script_job("loop", CUSTOM_LOOP, ["--max-steps", "400", "--save-steps", "4",
-                                           "--batch-size", "8"], minilm_path)
+def killed_then_finished(ftjob_run, job: dict):
+    """Kills the job's run after a checkpoint of step 8 or later, then runs it again to 6
+    steps past that checkpoint (the script's first argument is its step limit); the rerun,
+    which resumed from it, and the step it resumed from."""
     saved = killed_after_a_checkpoint(ftjob_run, job, 8)
     job["spec"]["script"]["args"][1] = str(saved + 6)
     rerun = ftjob_run(job)
     result = rerun.run()
     assert result.returncode == 0, result.stderr[-3000:]
     assert_resumed_from(rerun, saved)
+    return rerun, saved
+
+
+def test_the_custom_loop_trains_and_a_killed_run_resumes_from_its_checkpoint(ftjob_run,
+                                                                            minilm_path):
+    job = script_job("loop", CUSTOM_LOOP, ["--max-steps", "400", "--save-steps", "4",
+                                           "--batch-size", "8"], minilm_path)
+    rerun, saved = killed_then_finished(ftjob_run, job)
     events = rerun.events(attempt=2)
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [saved + 4, saved + 6]
     finished = [e for e in events if e["event"] == "finished"][0]
@@ -52,6 +61,23 @@ def test_the_custom_loop_trains_and_a_killed_run_resumes_from_its_checkpoint(ftj
     exported = rerun.run_dir / "model"
     assert (exported / "_COMPLETE.json").exists()
     assert AutoModelForSequenceClassification.from_pretrained(exported).num_labels == 2
+
+
+def test_an_hf_trainer_script_resumes_through_ftjob_resume_dir(ftjob_run, minilm_path):
+    job = script_job("hf-mlm", HF_SCRIPT, [
+        "--max_steps", "400", "--save_steps", "4", "--logging_steps", "1",
+        "--per_device_train_batch_size", "4", "--max_train_samples", "200",
+        "--learning_rate", "0.0005", "--use_cpu", "true", "--report_to", "none",
+        "--disable_tqdm", "true"], minilm_path)
+    job["spec"]["dataset"] = {"files": {"train": str(EXAMPLES / "data/news-text.jsonl")}}
+    rerun, saved = killed_then_finished(ftjob_run, job)
+    events = rerun.events(attempt=2)
+    losses = [e["loss"] for e in events if e["event"] == "progress" and "loss" in e]
+    assert losses and all(loss > 0 for loss in losses)
+    finished = [e for e in events if e["event"] == "finished"][0]
+    assert finished["metrics"]["eval_perplexity"] > 1
+    assert finished["checkpoint"]["step"] == saved + 6
+    assert (rerun.run_dir / "model" / "model.safetensors").exists()
 
 
 def test_a_failing_script_ends_with_its_exit_code_and_stderr_but_no_secret(ftjob_run,

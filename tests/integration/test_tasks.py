@@ -87,10 +87,16 @@ def killed_after_a_checkpoint(ftjob_run, job: dict, min_step: int) -> int:
     `min_step` is saved, and returns the newest saved step."""
     first = ftjob_run(job)
     process = first.start()
+
+    def saved() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"ftjob run ended with {process.returncode} before "
+                                 f"checkpoint-{min_step}: {process.stderr.read()[-3000:]}")
+        return any(e["event"] == "checkpoint" and e["step"] >= min_step
+                   for e in first.events())
+
     try:
-        wait_for(lambda: any(e["event"] == "checkpoint" and e["step"] >= min_step
-                             for e in first.events()), timeout=600,
-                 what=f"checkpoint-{min_step}")
+        wait_for(saved, timeout=600, what=f"checkpoint-{min_step}")
     finally:
         kill_tree(process, signal.SIGKILL)
         process.communicate()

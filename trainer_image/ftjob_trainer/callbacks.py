@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from . import contract, report
 from .checkpoints import BackgroundUploader, snapshot
 from .reporting import ProgressClock, Reporter
 
@@ -120,3 +122,51 @@ class ProgressCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero and metrics:
             self.reporter.emit("eval", step=state.global_step, metrics=dict(metrics))
+
+
+class FtjobCallback(PreemptionCallback):
+    """For your own Hugging Face Trainer script under spec.script: progress, eval metrics and
+    checkpoints go to ftjob, and SIGTERM saves, stops and exits 75 so the job resumes.
+
+        trainer = Trainer(..., callbacks=[FtjobCallback()])
+        trainer.train(resume_from_checkpoint=os.environ.get("FTJOB_RESUME_DIR"))
+
+    with TrainingArguments(output_dir=os.environ["FTJOB_CHECKPOINT_DIR"], ...)."""
+
+    def __init__(self, min_interval: float = 1.0):
+        super().__init__()
+        self.min_interval = min_interval
+        self._last_progress = 0.0
+        self._last_log: dict = {}
+
+    def _progress(self, state) -> None:
+        self._last_progress = time.monotonic()
+        report.progress(state.global_step, state.max_steps, epoch=state.epoch,
+                        **self._last_log)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        control = super().on_step_end(args, state, control, **kwargs)
+        if time.monotonic() - self._last_progress >= self.min_interval or \
+                state.global_step == state.max_steps:
+            self._progress(state)
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._last_log = {"loss": logs["loss"], "learning_rate": logs.get("learning_rate")}
+            self._progress(state)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics:
+            report.metrics(metrics, step=state.global_step)
+
+    def on_save(self, args, state, control, **kwargs):
+        if _distributed():
+            dist.barrier()  # every rank has written its part
+        report.checkpoint_saved(Path(args.output_dir) / f"checkpoint-{state.global_step}",
+                                state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        super().on_train_end(args, state, control, **kwargs)
+        if self.preempted_at is not None:
+            sys.exit(contract.EXIT_SAVED_AND_STOPPED)

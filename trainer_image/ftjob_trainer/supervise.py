@@ -141,7 +141,14 @@ class DeclaredCheckpoints:
                     continue  # being written
         for step, folder in sorted(declared):
             self.handed.add(folder)
-            self.uploader.submit(snapshot(folder, self.staging / folder.name), step)
+            try:
+                staged = snapshot(folder, self.staging / folder.name)
+            except FileNotFoundError:
+                # The script's own rotation (save_total_limit) removed it first.
+                print(f"ftjob-supervisor: checkpoint {folder.name} was deleted before it "
+                      "could be uploaded", file=sys.stderr)
+                continue
+            self.uploader.submit(staged, step)
 
 
 def script_environment(config: ScriptConfig, work_dir: Path, resume_dir: Path | None,

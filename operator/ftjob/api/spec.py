@@ -289,7 +289,7 @@ class FineTuneJobSpec(ApiModel):
          MODEL_AND_DATA_NEEDED),
         ("!has(self.script) || !(" + " || ".join(
             [f"has(self.{field})" for field in TASK_FIELDS]
-            + ["(has(self.model) && has(self.model.task))",
+            + ["(has(self.model) && self.model.task != 'sequence-classification')",
                "(has(self.output) && has(self.output.pushToHub))",
                "(has(self.distributed) && has(self.distributed.strategy) && "
                "self.distributed.strategy != 'ddp')"]) + ")", SCRIPT_EXCLUDES))}
@@ -329,7 +329,8 @@ class FineTuneJobSpec(ApiModel):
     def _task_fits(self):
         if self.script is not None:
             given = [f for f in TASK_FIELDS if to_snake(f) in self.model_fields_set]
-            if given or (self.model and "task" in self.model.model_fields_set) or \
+            # The API server fills in model.task's default, so only another task counts.
+            if given or (self.model and self.model.task != "sequence-classification") or \
                     self.output.push_to_hub or self.distributed.strategy != "ddp":
                 raise ValueError(SCRIPT_EXCLUDES)
             return self

@@ -126,7 +126,9 @@ class DpoSpec(ApiModel):
         "TRL's DPO loss: sigmoid is the DPO paper's; ipo, hinge, robust, exo_pair, "
         "bco_pair, sppo_hard, nca_pair, apo_zero, apo_down, aot, aot_unpaired, discopop, "
         "sft, sigmoid_norm are its variants"))
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description=(
+    # At most 0.5, not below: the API server checks a default of 0 against an exclusive
+    # maximum cast to an integer (0), and refuses the CRD.
+    label_smoothing: float = Field(0.0, ge=0, le=0.5, description=(
         "The probability that a preference is flipped (robust) or EXO's ε (exo_pair)"))
     chat_template: LongText | None = CHAT_TEMPLATE
 

@@ -208,8 +208,6 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
-    if resume_from:
-        env.append({"name": "FTJOB_RESUME_FROM", "value": resume_from})
     if spec.output.push_to_hub:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": spec.output.push_to_hub.token_secret, "key": "token"}}})
