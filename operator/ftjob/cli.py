@@ -19,14 +19,15 @@ def _print_errors(source: str, error: SpecError) -> None:
 
 
 def cmd_validate(args) -> int:
-    """Every document of every file, as `kubectl apply -f` would send each of them."""
-    failed = 0
+    """Every document of every file, as `kubectl apply -f` would send each of them; the exit
+    code of the first failure (1 for a spec, the trainer's code for data)."""
+    code = 0
     for file in args.files:
         try:
             documents = read_documents(file)
         except SpecError as error:
             _print_errors(file, error)
-            failed += 1
+            code = code or 1
             continue
         for index, document in enumerate(documents, start=1):
             where = file if len(documents) == 1 else f"{file} (document {index})"
@@ -34,10 +35,28 @@ def cmd_validate(args) -> int:
                 job = parse_job(apply_overrides(document, args.set))
             except SpecError as error:
                 _print_errors(where, error)
-                failed += 1
+                code = code or 1
                 continue
             print(f"{where}: valid FineTuneJob {job.metadata.name}")
-    return 1 if failed else 0
+            if args.data:
+                code = code or _check_data(job, Path(file), where)
+    return code
+
+
+def _check_data(job, job_file: Path, where: str) -> int:
+    """The data as the trainer would load and prepare it; the exit code of its error."""
+    from . import local
+
+    if job.spec.script is not None:
+        print(f"{where}: spec.script reads its own data; nothing to check")
+        return 0
+    try:
+        report = local.check_data(job, job_file)
+    except local.DataCheckFailed as error:
+        print(f"{where}: data: {error}", file=sys.stderr)
+        return error.exit_code
+    print(local.format_data_report(report))
+    return 0
 
 
 def cmd_run(args) -> int:
@@ -76,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check FineTuneJob files")
     validate.add_argument("files", nargs="+", metavar="JOB.yaml")
+    validate.add_argument("--data", action="store_true", help=(
+        "also load and prepare the data as the trainer would (no weights) and report rows, "
+        "token lengths, labels and rendered chats; exit 65 on bad data"))
     validate.set_defaults(handler=cmd_validate)
 
     run = commands.add_parser("run", help="run a FineTuneJob on this machine")

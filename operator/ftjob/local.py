@@ -37,6 +37,14 @@ class ScriptMissing(Exception):
     """spec.script.path names no file on this machine."""
 
 
+class DataCheckFailed(Exception):
+    """The data would fail the run: the trainer's message and exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 @dataclass
 class LocalRun:
     job: FineTuneJob
@@ -59,7 +67,7 @@ class LocalRun:
         return self.run_dir / "launcher.log"
 
 
-def _resolve_local_paths(job: FineTuneJob, base: Path) -> FineTuneJob:
+def resolve_local_paths(job: FineTuneJob, base: Path) -> FineTuneJob:
     """Relative file paths in the YAML are relative to the YAML's folder, like kubectl -f."""
     job = job.model_copy(deep=True)
 
@@ -99,7 +107,7 @@ def lock_run_folder(run_dir: Path) -> int:
 
 
 def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None) -> LocalRun:
-    job = _resolve_local_paths(job, job_file.resolve().parent)
+    job = resolve_local_paths(job, job_file.resolve().parent)
     script = job.spec.script
     if script and "://" not in script.path and not Path(script.path).is_file():
         raise ScriptMissing(f"spec.script.path: no file {script.path} (a path relative to "
@@ -225,4 +233,50 @@ def summary(run: LocalRun, code: int) -> str:
         lines.append(f"The launcher exited with code {code}; see the output above and "
                      f"{run.launcher_log}.")
     lines.append(f"Run folder: {run.run_dir}")
+    return "\n".join(lines)
+
+
+def check_data(job: FineTuneJob, job_file: Path) -> dict:
+    """`ftjob validate --data`: the trainer's own loading and preparation of the job's data
+    in this process, with no weights loaded (ftjob_trainer.data_check)."""
+    import tempfile
+
+    from ftjob_trainer.arguments import load_config
+    from ftjob_trainer.data_check import check_data as check
+    from ftjob_trainer.errors import TrainerError
+
+    job = resolve_local_paths(job, job_file.resolve().parent)
+    with tempfile.TemporaryDirectory(prefix="ftjob-data-") as scratch:
+        placement = render.Placement(work_dir=scratch, checkpoint_uri=f"file://{scratch}/c",
+                                     output_uri=None, terminal=False)
+        config_file = Path(scratch) / render.TRAINER_CONFIG
+        config_file.write_text(json.dumps(render.trainer_config(job, placement)))
+        try:
+            return check(load_config(config_file))
+        except TrainerError as error:
+            raise DataCheckFailed(str(error), error.exit_code) from None
+
+
+def format_data_report(report: dict) -> str:
+    def splits(counts: dict) -> str:
+        return ", ".join(f"{split} {count}" for split, count in counts.items())
+
+    lines = [f"  rows: {splits(report['rows'])}; samples after preparation: "
+             f"{splits(report['samples'])}"]
+    for split, tokens in report["tokens"].items():
+        cut = "packed into blocks, nothing cut" if report["packed"] else \
+            f"{tokens['cut']} longer than maxLength {report['maxLength']} (cut)"
+        lines.append(f"  tokens, {split} (first {tokens['measured']} rows): p50 "
+                     f"{tokens['p50']}, p90 {tokens['p90']}, p99 {tokens['p99']}, max "
+                     f"{tokens['max']}; {cut}")
+    labels = report["labels"]
+    if labels:
+        shown = ", ".join(f"{name} {count}" for name, count in
+                          list(labels["train"].items())[:20])
+        lines.append(f"  labels, train: {shown}")
+        if "unseen in train" in labels:
+            lines.append(f"  eval labels never seen in train: "
+                         f"{', '.join(labels['unseen in train']) or 'none'}")
+    for index, text in enumerate(report["rendered"], start=1):
+        lines.append(f"  conversation {index} as the model sees it: {text[:400]!r}")
     return "\n".join(lines)

@@ -210,7 +210,7 @@ def sft_trainer(config, model: str, raw: DatasetDict):
 
     tokenizer = AutoTokenizer.from_pretrained(model)
     parts = sft.build(config, model, tokenizer, raw)
-    return parts.trainer_class(model=parts.model, args=parts.training_args,
+    return parts.trainer_class(model=parts.load_model(), args=parts.training_args,
                                train_dataset=parts.train_dataset,
                                eval_dataset=parts.train_dataset,  # the example evaluates
                                processing_class=tokenizer), tokenizer
@@ -292,7 +292,7 @@ def dpo_trainer(tmp_path, model: str, lora: bool):
     raw = DatasetDict({"train": Dataset.from_list(rows)})
     tokenizer = AutoTokenizer.from_pretrained(model)
     parts = dpo.build(config, model, tokenizer, raw)
-    return parts.trainer_class(model=parts.model, args=parts.training_args,
+    return parts.trainer_class(model=parts.load_model(), args=parts.training_args,
                                train_dataset=parts.train_dataset, processing_class=tokenizer,
                                **parts.optional_trainer_arguments())
 

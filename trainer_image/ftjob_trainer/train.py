@@ -136,6 +136,7 @@ def train(config: Config, reporter_box: list) -> int:
         tokenizer = load_tokenizer(model_path, config.model)
         raw = load_raw_datasets(config.data, cache_dir)
         parts = task_for(config.model.task).build(config, model_path, tokenizer, raw)
+        model = parts.load_model()
 
     uploader = None
     if topology.is_local_main:
@@ -153,7 +154,7 @@ def train(config: Config, reporter_box: list) -> int:
                                 resumedFrom={"step": latest.step, "uri": latest.uri}
                                 if latest else None)
     trainer = parts.trainer_class(
-        model=parts.model,
+        model=model,
         args=parts.training_args or args,
         train_dataset=parts.train_dataset,
         eval_dataset=parts.eval_dataset,

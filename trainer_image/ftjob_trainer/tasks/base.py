@@ -17,9 +17,10 @@ from ..errors import ConfigError, DataError
 
 @dataclass
 class TaskParts:
-    """Everything the Trainer is built from, as a task made it."""
+    """Everything the Trainer is built from, as a task made it. The weights load only when
+    `load_model` is called, so the data checks (ftjob validate --data) hold no model."""
 
-    model: Any
+    load_model: Callable[[], Any]
     train_dataset: Dataset
     eval_dataset: Dataset | None
     data_collator: Callable

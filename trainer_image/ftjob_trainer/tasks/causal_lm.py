@@ -77,7 +77,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                                use_lora, config=model_config)
 
     return TaskParts(
-        model=load(),
+        load_model=load,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("eval"),
         data_collator=collator,

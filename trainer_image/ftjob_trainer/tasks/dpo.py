@@ -81,7 +81,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                                use_lora=False)
 
     return TaskParts(
-        model=load_base(),
+        load_model=load_base,
         train_dataset=raw["train"],
         eval_dataset=raw.get("eval"),
         data_collator=None,  # DPOTrainer's own: prompt+chosen and prompt+rejected, padded

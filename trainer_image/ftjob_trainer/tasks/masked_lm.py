@@ -59,7 +59,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         return load_pretrained(AutoModelForMaskedLM, model_path, model_args, None, use_lora)
 
     return TaskParts(
-        model=load(),
+        load_model=load,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("eval"),
         data_collator=DataCollatorForLanguageModeling(

@@ -79,7 +79,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                                **label_maps)
 
     return TaskParts(
-        model=load(),
+        load_model=load,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("eval"),
         data_collator=DataCollatorWithPadding(tokenizer),

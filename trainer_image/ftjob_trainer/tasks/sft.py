@@ -75,7 +75,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                                use_lora)
 
     return TaskParts(
-        model=load(),
+        load_model=load,
         train_dataset=raw["train"],
         eval_dataset=raw.get("eval"),
         data_collator=None,  # SFTTrainer's own: labels masked outside the completion

@@ -163,7 +163,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                                label2id={name: i for i, name in enumerate(names)})
 
     return TaskParts(
-        model=load(),
+        load_model=load,
         train_dataset=tokenized["train"],
         eval_dataset=tokenized.get("eval"),
         data_collator=DataCollatorForTokenClassification(tokenizer),
