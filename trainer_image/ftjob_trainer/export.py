@@ -39,13 +39,20 @@ def export_model(trainer: Trainer, tokenizer, metrics: dict, final_dir: Path,
         save_merged(final_dir, load_lora_base(), tokenizer)
     if location is None:
         return str(final_dir)
+    return upload_export(final_dir, location, step=trainer.state.global_step,
+                         **training_length(trainer.args))
+
+
+def upload_export(folder: Path, location: Location, **facts) -> str:
+    """Copies an exported folder to output storage; the completion marker, with the files'
+    sizes and `facts`, goes last (and the old one first), so a marker always vouches for
+    the files beside it."""
     location.remove(COMPLETE_MARKER)
-    files = local_files(final_dir)
-    location.upload_files(final_dir, files)
-    sizes = {f: (final_dir / f).stat().st_size for f in files}
-    location.write_text(json.dumps({
-        "savedAt": utc_now(), "files": sizes, "step": trainer.state.global_step,
-        **training_length(trainer.args)}), COMPLETE_MARKER)
+    files = local_files(folder)
+    location.upload_files(folder, files)
+    sizes = {f: (folder / f).stat().st_size for f in files}
+    location.write_text(json.dumps({"savedAt": utc_now(), "files": sizes, **facts}),
+                        COMPLETE_MARKER)
     return location.display()
 
 

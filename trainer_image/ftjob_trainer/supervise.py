@@ -32,14 +32,14 @@ from transformers import HfArgumentParser
 from . import contract
 from .arguments import JobArguments, ReportingArguments, StorageArguments, \
     apply_environment
-from .checkpoints import COMPLETE_MARKER, BackgroundUploader, CheckpointStore, snapshot, \
-    utc_now
+from .checkpoints import BackgroundUploader, CheckpointStore, snapshot
 from .errors import ConfigError, NotFound, Preempted, ScriptFailed, TrainerError, \
     write_termination_log
+from .export import upload_export
 from .lifetime import die_with_parent
 from .preflight import check_storage
 from .reporting import Reporter, build_reporter
-from .storage import Location, is_storage_uri, local_files
+from .storage import Location, is_storage_uri
 
 STDERR_LINES = 20
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|(?:^|_)KEY(?:$|_)",
@@ -179,16 +179,6 @@ def fetch_script(command: list[str], path: str, work_dir: Path,
     return [local if part == path else part for part in command]
 
 
-def export_output(output_dir: Path, location) -> str:
-    """The script's FTJOB_OUTPUT_DIR to output.uri, the completion marker last."""
-    location.remove(COMPLETE_MARKER)
-    files = local_files(output_dir)
-    location.upload_files(output_dir, files)
-    location.write_text(json.dumps({"savedAt": utc_now(), "files": {
-        f: (output_dir / f).stat().st_size for f in files}}), COMPLETE_MARKER)
-    return location.display()
-
-
 def supervise(config: ScriptConfig, config_path: str, command: list[str]) -> int:
     node = int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
     is_global_main = node == 0
@@ -273,7 +263,7 @@ def run_script(config: ScriptConfig, config_path: str, command: list[str], node:
         raise ScriptFailed(f"the script exited with code {code}"
                            + (f"; the last lines of its stderr:\n{tail}" if tail else ""),
                            code)
-    exported = export_output(work_dir / "output", output) \
+    exported = upload_export(work_dir / "output", output) \
         if is_global_main and output is not None else None
     metrics_file = Path(env[contract.METRICS_FILE])
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
