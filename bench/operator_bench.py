@@ -48,6 +48,9 @@ def finetunejob(name: str, namespace: str) -> dict:
                                  "textColumns": ["sentence1", "sentence2"]},
                      "distributed": {"nodes": 2},
                      "checkpoints": {"uri": f"s3://bench/{namespace}/{name}"},
+                     # The floor script creates only the training Jobs: like for like, the
+                     # data check's CPU pod (which KWOK would hold too) is left out.
+                     "runPolicy": {"preflight": "off"},
                      "podTemplate": {"nodeSelector": {"bench": "true"},
                                      "annotations": {"sim.ftjob.dev/hold": "true"}}}}
 

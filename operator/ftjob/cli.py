@@ -55,7 +55,9 @@ def _check_data(job, job_file: Path, where: str) -> int:
     except local.DataCheckFailed as error:
         print(f"{where}: data: {error}", file=sys.stderr)
         return error.exit_code
-    print(local.format_data_report(report))
+    from ftjob_trainer.data_check import format_report
+
+    print(format_report(report))
     return 0
 
 

@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 # Imports nothing heavy; the trainer package is part of the same distribution.
 from ftjob_trainer.lifetime import die_with_parent
@@ -127,16 +126,12 @@ def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None)
         termination_log=str(run_dir / f"termination-{attempt}.log"),
         attempt=attempt,
     )
-    (run_dir / render.TRAINER_CONFIG).write_text(
-        json.dumps(render.trainer_config(job, placement), indent=2))
-    ds_config = render.deepspeed_config(spec.distributed)
-    if ds_config is not None:
-        (run_dir / render.DEEPSPEED_CONFIG).write_text(json.dumps(ds_config, indent=2))
     procs = procs or spec.distributed.nproc_per_node
-    if spec.distributed.launcher == "accelerate":
-        local_layout = spec.distributed.model_copy(update={"procs_per_node": procs})
-        (run_dir / render.ACCELERATE_CONFIG).write_text(yaml.safe_dump(
-            render.accelerate_config(local_layout, num_machines=1, machine_rank=0)))
+    one_node = job.model_copy(update={"spec": spec.model_copy(update={
+        "distributed": spec.distributed.model_copy(update={"nodes": 1,
+                                                            "procs_per_node": procs})})})
+    for name, text in render.trainer_files(one_node, placement).items():
+        (run_dir / name).write_text(text)
     return LocalRun(job, run_dir, procs, attempt, lock_fd)
 
 
@@ -255,28 +250,3 @@ def check_data(job: FineTuneJob, job_file: Path) -> dict:
             return check(load_config(config_file))
         except TrainerError as error:
             raise DataCheckFailed(str(error), error.exit_code) from None
-
-
-def format_data_report(report: dict) -> str:
-    def splits(counts: dict) -> str:
-        return ", ".join(f"{split} {count}" for split, count in counts.items())
-
-    lines = [f"  rows: {splits(report['rows'])}; samples after preparation: "
-             f"{splits(report['samples'])}"]
-    for split, tokens in report["tokens"].items():
-        cut = "packed into blocks, nothing cut" if report["packed"] else \
-            f"{tokens['cut']} longer than maxLength {report['maxLength']} (cut)"
-        lines.append(f"  tokens, {split} (first {tokens['measured']} rows): p50 "
-                     f"{tokens['p50']}, p90 {tokens['p90']}, p99 {tokens['p99']}, max "
-                     f"{tokens['max']}; {cut}")
-    labels = report["labels"]
-    if labels:
-        shown = ", ".join(f"{name} {count}" for name, count in
-                          list(labels["train"].items())[:20])
-        lines.append(f"  labels, train: {shown}")
-        if "unseen in train" in labels:
-            lines.append(f"  eval labels never seen in train: "
-                         f"{', '.join(labels['unseen in train']) or 'none'}")
-    for index, text in enumerate(report["rendered"], start=1):
-        lines.append(f"  conversation {index} as the model sees it: {text[:400]!r}")
-    return "\n".join(lines)

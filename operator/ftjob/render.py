@@ -4,8 +4,11 @@ them, so a job behaves the same on a laptop and on the cluster."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from .api.spec import DatasetSpec, DistributedSpec, FineTuneJob
 from .api.tasks import TASKS
@@ -229,3 +232,21 @@ def accelerate_config(distributed: DistributedSpec, num_machines: int, machine_r
         config.update(main_process_ip=main_process_ip, main_process_port=main_process_port)
     return config
 
+
+
+def trainer_files(job: FineTuneJob, placement: Placement,
+                  rendezvous_port: int | None = None) -> dict[str, str]:
+    """The files the trainer reads, by name: its config, DeepSpeed's and accelerate's
+    launch config, for `distributed` as given (`ftjob run` passes one node of its own
+    process count). The same bytes for the same job, everywhere."""
+    distributed = job.spec.distributed
+    files = {TRAINER_CONFIG: json.dumps(trainer_config(job, placement), indent=2,
+                                        sort_keys=True)}
+    deepspeed = deepspeed_config(distributed)
+    if deepspeed is not None:
+        files[DEEPSPEED_CONFIG] = json.dumps(deepspeed, indent=2, sort_keys=True)
+    if distributed.launcher == "accelerate":
+        port = {"main_process_port": rendezvous_port} if rendezvous_port else {}
+        files[ACCELERATE_CONFIG] = yaml.safe_dump(accelerate_config(
+            distributed, num_machines=distributed.nodes, machine_rank=0, **port))
+    return files

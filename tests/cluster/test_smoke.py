@@ -98,6 +98,16 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
         job["spec"].update(change)
         rejected = apply(cluster, namespace, job)
         assert rejected.returncode != 0 and words in rejected.stderr, (name, rejected.stderr)
+    # A script on your machine cannot run on the cluster; one in the image or storage can.
+    for path, admitted in (("train.py", False), ("/app/train.py", True)):
+        script_job = {"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+                      "metadata": {"name": "script"}, "spec": {"script": {"path": path}}}
+        result = apply(cluster, namespace, script_job)
+        assert (result.returncode == 0) == admitted, (path, result.stderr)
+        if not admitted:
+            assert "spec.script.path: on the cluster a script is a storage URI" in \
+                result.stderr, result.stderr
+    cluster.kubectl("delete", "finetunejob", "script", "-n", namespace)
     names = [item["metadata"]["name"]
              for item in cluster.get("finetunejobs", "-n", namespace)["items"]]
     assert names == [quickstart["metadata"]["name"]]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
 
 import pytest
 import yaml
+from kubernetes import client, config, watch
 
 from tests.conftest import EXAMPLES
 from tests.support.waiting import eventually
@@ -70,6 +72,10 @@ def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
     cluster.kubectl("apply", "-n", namespace, "-f", str(job_file))
     status = succeeded_with_moving_progress(cluster, namespace, "e2e")
     assert status["progress"]["step"] == 16 and status["progress"]["percent"] == 100.0
+    # The data check ran first, in its own pod, and its report is on the condition.
+    checked = next(c for c in status["conditions"] if c["type"] == "DataChecked")
+    assert checked["status"] == "True", checked
+    assert checked["message"].startswith("train 640 rows -> 640 samples"), checked
     assert "eval_accuracy" in status["metrics"] and "train_loss" in status["metrics"]
     assert status["checkpoint"]["step"] == 16
     assert status["checkpoint"]["uri"].endswith(f"e2e/{namespace}/e2e/checkpoint-16")
@@ -143,3 +149,57 @@ def test_your_own_script_from_storage_trains_on_two_nodes_with_status_and_export
     assert f"{namespace}/own-script/checkpoint-8/_COMPLETE.json" in keys
     for exported in ("_COMPLETE.json", "config.json", "model.safetensors"):
         assert f"{namespace}/own-script/model/{exported}" in keys, (exported, sorted(keys))
+
+
+class PodsSeen:
+    """Every pod created in a namespace while it runs, from an API watch (not a listing at
+    the end, which would miss pods already deleted)."""
+
+    def __init__(self, cluster, namespace: str):
+        api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+        self.core, self.namespace = client.CoreV1Api(api), namespace
+        self.pods: dict[str, dict] = {}
+        self.watch = watch.Watch()
+        start = self.core.list_namespaced_pod(namespace).metadata.resource_version
+        self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
+        self.thread.start()
+
+    def _run(self, resource_version: str) -> None:
+        for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace,
+                                       resource_version=resource_version,
+                                       timeout_seconds=600):
+            pod = event["object"]
+            self.pods[pod.metadata.name] = {
+                "labels": pod.metadata.labels or {},
+                "limits": pod.spec.containers[0].resources.limits or {}}
+
+    def stop(self) -> dict[str, dict]:
+        self.watch.stop()
+        self.thread.join(timeout=10)
+        return self.pods
+
+
+def test_data_without_its_column_fails_the_job_before_any_gpu_pod_exists(
+        cluster, namespace, operator, kubelet, storage, minilm_path):
+    job = cluster_job("bad-data", namespace, minilm_path, storage.endpoint, max_steps=4)
+    job["spec"]["dataset"]["textColumns"] = ["question", "sentence2"]
+    job["spec"]["distributed"]["gpusPerNode"] = 1  # what the attempt's pods would request
+    seen = PodsSeen(cluster, namespace)
+    cluster.apply(job, namespace=namespace)
+    status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
+                                 else None)(status_of(cluster, namespace, "bad-data")),
+                        timeout=300, interval=0.5, what="the job to finish")
+    pods = seen.stop()
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidDataset", failed
+    assert "the train data has no column question" in failed["message"], failed
+    checked = next(c for c in status["conditions"] if c["type"] == "DataChecked")
+    assert (checked["status"], checked["reason"]) == ("False", "InvalidDataset")
+    assert status["attempt"] == 0
+    # The one pod there ever was is the data check's, and it asked for no GPU.
+    assert len(pods) == 1, pods
+    (pod,) = pods.values()
+    assert pod["labels"]["ftjob.dev/attempt"] == "0"
+    assert "nvidia.com/gpu" not in pod["limits"]
+    jobs = cluster.get("jobs", "-n", namespace)["items"]
+    assert not [j for j in jobs if "attempt" in j["metadata"]["name"]]

@@ -6,11 +6,16 @@ rendered chats."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from ftjob.api.load import parse_job
 from ftjob.cli import main
+from ftjob.controller import manifests
 from tests.conftest import EXAMPLES, tiny_job
 
 PARAPHRASE_COLUMNS = "idx, sentence1, sentence2, label"
@@ -105,3 +110,36 @@ def test_good_data_gets_a_report_of_lengths_labels_and_rendered_chats(tmp_path, 
 def test_a_script_job_has_no_data_to_check(capsys, example):
     assert main(["validate", "--data", str(EXAMPLES / example)]) == 0
     assert "reads its own data; nothing to check" in capsys.readouterr().out
+
+
+def run_pod_program(tmp_path, job: dict) -> tuple[subprocess.CompletedProcess, dict]:
+    """What the operator's data-check pod runs, on the config its ConfigMap holds."""
+    job["metadata"]["namespace"] = "team-a"
+    job["spec"]["checkpoints"]["uri"] = f"file://{tmp_path}/checkpoints"
+    config_map = manifests.build_config_map(parse_job(job), "uid", manifests.Defaults())
+    config = tmp_path / "config.json"
+    config.write_text(config_map["data"]["config.json"])
+    termination_log = tmp_path / "termination-log"
+    termination_log.unlink(missing_ok=True)
+    env = {**os.environ, "FTJOB_WORK_DIR": str(tmp_path / "scratch"),
+           "FTJOB_TERMINATION_LOG": str(termination_log), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, *manifests.data_check_command()[1:-1],
+                             str(config)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    return result, json.loads(termination_log.read_text())
+
+
+def test_the_data_check_pods_program_leaves_its_verdict_in_the_termination_log(tmp_path,
+                                                                             minilm_path):
+    result, verdict = run_pod_program(tmp_path, tiny_job("data", minilm_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert verdict["reason"] == "DataValid"
+    assert verdict["message"].startswith("train 256 rows -> 256 samples, eval 32 rows -> "
+                                         "32 samples; tokens p50 "), verdict
+    assert "2 labels in train" in verdict["message"]
+
+    result, verdict = run_pod_program(tmp_path, tiny_job(
+        "data", minilm_path, dataset={"textColumns": ["body"]}))
+    assert result.returncode == 65, result.stderr[-2000:]
+    assert (verdict["reason"], verdict["retryable"]) == ("InvalidDataset", False)
+    assert verdict["message"].startswith("the train data has no column body")

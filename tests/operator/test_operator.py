@@ -23,7 +23,9 @@ def finetunejob(name: str, pod_annotations: dict | None = None, **spec) -> dict:
                         "textColumns": ["sentence1", "sentence2"]},
             "training": {"maxSteps": 10},
             "distributed": {"nodes": 2, "gpusPerNode": 8},
-            "runPolicy": {"backoffLimit": 2},
+            # KWOK plays the data check's pod with the same annotations as the attempts';
+            # the data check's own tests turn it on.
+            "runPolicy": {"backoffLimit": 2, "preflight": "off"},
             "podTemplate": {"annotations": pod_annotations or {}},
         },
     }
@@ -153,6 +155,32 @@ def test_permanent_failure_fails_the_job_without_restart(jobs, exit_code, reason
     assert condition["reason"] == reason and "attempt 1 failed" in condition["message"]
     eventually(lambda: not jobs.exists("job", f"{name}-attempt-1"),
                what="the failed attempt's Job to be deleted")
+
+
+def test_the_data_check_runs_first_in_a_cpu_pod_then_the_attempt(jobs):
+    jobs.create(finetunejob("checked", {"sim.ftjob.dev/run-for": "2s"},
+                            runPolicy={"preflight": "enforce"}))
+    checking = jobs.wait_phase("checked", "Initializing")
+    assert checking["attempt"] == 0
+    check = jobs.get("job", "checked-data-check")
+    resources = check["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert "nvidia.com/gpu" not in str(resources)
+    assert not jobs.exists("job", "checked-attempt-1")
+    jobs.wait_phase("checked", "Succeeded", timeout=90)
+    assert jobs.condition("checked", "DataChecked")["status"] == "True"
+    assert not jobs.exists("job", "checked-data-check")
+    assert [reason for reason, _ in jobs.events("checked")][:2] == \
+        ["CheckingData", "DataChecked"]
+
+
+def test_bad_data_fails_the_job_before_any_gpu_pod(jobs):
+    jobs.create(finetunejob("baddata", {"sim.ftjob.dev/exit-code": "65"},
+                            runPolicy={"preflight": "enforce"}))
+    failed = jobs.wait_phase("baddata", "Failed", timeout=60)
+    assert failed["attempt"] == 0 and failed["restarts"] == 0
+    assert jobs.condition("baddata", "Failed")["reason"] == "InvalidDataset"
+    assert jobs.condition("baddata", "DataChecked")["status"] == "False"
+    assert not jobs.exists("job", "baddata-attempt-1") and not jobs.pods("baddata", 1)
 
 
 def test_backoff_limit_exhausted(jobs):

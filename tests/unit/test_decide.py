@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
 
 from ftjob.api.load import parse_job
 from ftjob.controller.decide import (
-    Observed, attempt_with_failures, decide, restart_delay, timestamp)
+    Observed, attempt_to_read, decide, restart_delay, timestamp)
 
 NOW = datetime(2026, 11, 22, 12, 0, 0)
 
 
 def job(**run_policy):
+    # The data check's own tests below turn it on; elsewhere it would only add a step.
+    run_policy.setdefault("preflight", "off")
     return parse_job({
         "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
         "metadata": {"name": "j", "namespace": "ns"},
         "spec": {"model": {"name": "m"}, "dataset": {"files": {"train": "t.csv"}},
                  "distributed": {"nodes": 2}, "runPolicy": run_policy}})
+
+
+def script_job():
+    return parse_job({
+        "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+        "metadata": {"name": "j", "namespace": "ns"},
+        "spec": {"script": {"path": "s3://code/train.py"}, "distributed": {"nodes": 2}}})
 
 
 def attempt_job(attempt, complete=False, failed=False, suspend=False, succeeded=0, ready=0,
@@ -224,4 +234,87 @@ def test_an_unchanged_world_decides_an_unchanged_status():
     ({"phase": "Failed", "attempt": 1}, [attempt_job(1, failed=True)], None),  # decided
 ])
 def test_pods_are_read_only_for_the_current_attempt_with_a_failure(status, jobs, expected):
-    assert attempt_with_failures(status, jobs) == expected
+    assert attempt_to_read(status, jobs) == expected
+
+
+def data_check(complete=False, failed=None):
+    conditions = [{"type": "Complete", "status": "True"}] if complete else []
+    if failed:
+        conditions.append({"type": "Failed", "status": "True", "reason": failed,
+                           "message": "Job was active longer than specified deadline"})
+    return {"metadata": {"name": "j-data-check", "labels": {"ftjob.dev/attempt": "0"}},
+            "spec": {}, "status": {"conditions": conditions}}
+
+
+def check_pod(exit_code, message: dict | None = None):
+    terminated = {"exitCode": exit_code, **({"message": json.dumps(message)} if message
+                                            else {})}
+    return {"metadata": {"name": "j-data-check-x", "labels": {"ftjob.dev/attempt": "0"}},
+            "status": {"phase": "Succeeded" if exit_code == 0 else "Failed",
+                       "containerStatuses": [{"state": {"terminated": terminated}}]}}
+
+
+CHECKING = {"phase": "Initializing", "attempt": 0, "startTime": timestamp(NOW)}
+MISSING_COLUMN = {"reason": "InvalidDataset", "exitCode": 65, "retryable": False,
+                  "message": "the train split has no column 'sentence1'"}
+
+
+def test_a_new_job_checks_its_data_before_any_attempt():
+    plan = decide(observe(preflight="enforce"))
+    assert plan.create_data_check and plan.create_attempt is None
+    assert (plan.status["phase"], plan.status["attempt"]) == ("Initializing", 0)
+    assert plan.status["startTime"] == timestamp(NOW)  # the deadline counts the check
+    assert [event[1] for event in plan.events] == ["CheckingData"]
+    running = decide(observe(plan.status, [data_check()], preflight="enforce"))
+    assert not running.create_data_check and running.create_attempt is None
+    assert running.status == plan.status and running.events == []
+
+
+def test_a_passed_data_check_starts_attempt_one_with_its_report():
+    report = {"reason": "DataValid", "exitCode": 0, "message": "train 640 rows -> 640 samples"}
+    plan = decide(observe(CHECKING, [data_check(complete=True)], [check_pod(0, report)],
+                          preflight="enforce"))
+    assert plan.create_attempt == 1 and plan.status["attempt"] == 1
+    assert conditions(plan)["DataChecked"] == ("True", "DataValid")
+    checked = next(c for c in plan.status["conditions"] if c["type"] == "DataChecked")
+    assert checked["message"] == "train 640 rows -> 640 samples"
+    after = decide(observe(plan.status, [data_check(complete=True), attempt_job(1)],
+                           preflight="enforce"))
+    assert after.delete_jobs == ["j-data-check"]  # done with once attempt 1 exists
+
+
+@pytest.mark.parametrize("preflight, phase, attempt, verdict", [
+    ("enforce", "Failed", None, "False"),
+    ("warn", "Initializing", 1, "False"),
+])
+def test_bad_data_fails_the_job_before_any_gpu_unless_only_warned(preflight, phase, attempt,
+                                                                   verdict):
+    plan = decide(observe(CHECKING, [data_check(failed="BackoffLimitExceeded")],
+                          [check_pod(65, MISSING_COLUMN)], preflight=preflight))
+    assert plan.status["phase"] == phase and plan.create_attempt == attempt
+    assert conditions(plan)["DataChecked"] == (verdict, "InvalidDataset")
+    if phase == "Failed":
+        assert conditions(plan)["Failed"] == ("True", "InvalidDataset")
+        assert "no column 'sentence1'" in plan.status["message"]
+        assert plan.delete_jobs == ["j-data-check"]
+
+
+def test_a_data_check_that_could_not_run_never_blocks_training():
+    plan = decide(observe(CHECKING, [data_check(failed="DeadlineExceeded")],
+                          preflight="enforce"))
+    assert plan.create_attempt == 1
+    assert conditions(plan)["DataChecked"] == ("Unknown", "DeadlineExceeded")
+
+
+def test_a_script_job_has_no_data_check():
+    plan = decide(observe(spec=script_job()))
+    assert plan.create_attempt == 1 and not plan.create_data_check
+
+
+@pytest.mark.parametrize("jobs, expected", [
+    ([data_check()], None),  # still checking
+    ([data_check(complete=True)], 0),  # its pod holds the report
+    ([data_check(failed="BackoffLimitExceeded")], 0),
+])
+def test_the_data_checks_pod_is_read_once_it_finished(jobs, expected):
+    assert attempt_to_read(CHECKING, jobs) == expected

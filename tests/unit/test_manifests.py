@@ -32,6 +32,7 @@ def golden_objects():
                   podTemplate={"nodeSelector": {"pool": "a100"},
                                "env": [{"name": "NCCL_DEBUG", "value": "WARN"}]})
     return [*manifests.build_all(gpu_job, "uid-1", DEFAULTS),
+            manifests.build_data_check(gpu_job, "uid-1", DEFAULTS),
             manifests.build_job(gpu_job, "uid-1", 3, DEFAULTS, "s3://ckpt/x/checkpoint-50")]
 
 
@@ -134,7 +135,8 @@ def test_every_object_is_owned_labelled_and_named_after_the_job():
     assert [(o["kind"], o["metadata"]["name"]) for o in built] == [
         ("ConfigMap", "bert-trainer-config"), ("Service", "bert"),
         ("ServiceAccount", "bert-trainer"), ("Role", "bert-trainer"),
-        ("RoleBinding", "bert-trainer"), ("Job", "bert-attempt-3")]
+        ("RoleBinding", "bert-trainer"), ("Job", "bert-data-check"),
+        ("Job", "bert-attempt-3")]
     for item in built:
         assert item["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
         assert item["metadata"]["ownerReferences"][0]["controller"] is True
@@ -161,3 +163,50 @@ def test_config_map_holds_no_secret_and_points_at_storage():
     assert "s3-creds" not in str(config_map)
     assert '"checkpoint_uri": "s3://ckpt/team-a/bert"' in config_map["data"]["config.json"]
     assert '"kubernetes_status": true' in config_map["data"]["config.json"]
+
+
+def test_the_data_check_is_one_cpu_pod_with_the_jobs_image_credentials_and_placement():
+    gpu_job = job(distributed={"nodes": 4, "gpusPerNode": 8},
+                  runPolicy={"queueName": "gpus"},
+                  resources={"limits": {"memory": "200Gi"}},
+                  podTemplate={"nodeSelector": {"pool": "a100"},
+                               "annotations": {"sidecar.istio.io/inject": "false"}})
+    defaults = Defaults(image="registry.example/trainer:1", checkpoint_uri="s3://ckpt/",
+                        credentials_secret="s3-creds",
+                        data_check_resources={"requests": {"cpu": "1"}},
+                        data_check_timeout_seconds=120)
+    check = manifests.build_data_check(gpu_job, "u", defaults)
+    attempt = manifests.build_job(gpu_job, "u", 1, defaults)
+    pod, training_pod = check["spec"]["template"], attempt["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert check["metadata"]["name"] == "bert-data-check"
+    assert check["metadata"]["labels"]["ftjob.dev/attempt"] == "0"
+    assert container["command"] == ["python", "-m", "ftjob_trainer.data_check",
+                                    "/etc/ftjob/config.json"]
+    assert container["resources"] == {"requests": {"cpu": "1"}}  # no GPU, not the job's
+    assert "nvidia.com/gpu" in str(training_pod["spec"]["containers"][0]["resources"])
+    for same in ("image", "envFrom", "volumeMounts"):
+        assert container[same] == training_pod["spec"]["containers"][0][same], same
+    for same in ("nodeSelector", "tolerations", "serviceAccountName", "volumes"):
+        assert pod["spec"][same] == training_pod["spec"][same], same
+    assert pod["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    # Not queued (it holds no GPU) and never stuck: the deadline gives it up.
+    assert "suspend" not in check["spec"] and attempt["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in check["metadata"]["labels"]
+    assert check["spec"]["activeDeadlineSeconds"] == 120
+    assert check["spec"]["backoffLimit"] == 0
+
+
+@pytest.mark.parametrize("path, refused", [
+    ("train.py", True), ("./scripts/train.py", True), ("../train.py", True),
+    ("/app/train.py", False), ("s3://code/train.py", False), ("gs://b/t.py", False),
+])
+def test_a_script_on_the_cluster_is_in_storage_or_the_image(path, refused):
+    script_job = parse_job({"apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
+                            "metadata": {"name": "s", "namespace": "team-a"},
+                            "spec": {"script": {"path": path}}})
+    if refused:
+        with pytest.raises(SpecProblem, match=r"^spec.script.path: on the cluster a script"):
+            manifests.check_for_cluster(script_job, DEFAULTS)
+    else:
+        manifests.check_for_cluster(script_job, DEFAULTS)

@@ -2,10 +2,17 @@
 prepared exactly as the trainer will (the task's own `build`, which loads no weights until
 asked), so every data error the run would hit comes out here, with the same message. Then a
 short report: rows, token lengths against dataset.maxLength, labels, and for chat data how
-the first conversations render."""
+the first conversations render.
+
+On the cluster the operator runs `python -m ftjob_trainer.data_check CONFIG.json` in a
+CPU-only pod before the first attempt; the exit code and the termination log say what the
+trainer's would (the report, one line, on success)."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -14,9 +21,11 @@ import datasets
 import transformers
 from datasets import DatasetDict
 
-from .arguments import Config
+from .arguments import Config, load_config
 from .data import load_raw_datasets
+from .errors import ConfigError, TrainerError, write_termination_log
 from .modeling import load_tokenizer, resolve_model_path
+from .preflight import check_storage
 from .tasks import task_for
 
 SAMPLED_ROWS = 2000  # token lengths are measured on the first rows of each split
@@ -126,3 +135,88 @@ def check_data(config: Config) -> dict:
             "labels": label_report(config, raw),
             "rendered": rendered_conversations(config, tokenizer, raw)}
 
+
+
+def format_report(report: dict) -> str:
+    """The report as `ftjob validate --data` prints it."""
+    def splits(counts: dict) -> str:
+        return ", ".join(f"{split} {count}" for split, count in counts.items())
+
+    lines = [f"  rows: {splits(report['rows'])}; samples after preparation: "
+             f"{splits(report['samples'])}"]
+    for split, tokens in report["tokens"].items():
+        cut = "packed into blocks, nothing cut" if report["packed"] else \
+            f"{tokens['cut']} longer than maxLength {report['maxLength']} (cut)"
+        lines.append(f"  tokens, {split} (first {tokens['measured']} rows): p50 "
+                     f"{tokens['p50']}, p90 {tokens['p90']}, p99 {tokens['p99']}, max "
+                     f"{tokens['max']}; {cut}")
+    labels = report["labels"]
+    if labels:
+        shown = ", ".join(f"{name} {count}" for name, count in
+                          list(labels["train"].items())[:20])
+        lines.append(f"  labels, train: {shown}")
+        if "unseen in train" in labels:
+            lines.append(f"  eval labels never seen in train: "
+                         f"{', '.join(labels['unseen in train']) or 'none'}")
+    for index, text in enumerate(report["rendered"], start=1):
+        lines.append(f"  conversation {index} as the model sees it: {text[:400]!r}")
+    return "\n".join(lines)
+
+
+def summary(report: dict) -> str:
+    """One line for the DataChecked condition."""
+    parts = [", ".join(f"{split} {report['rows'][split]} rows -> {samples} samples"
+                       for split, samples in report["samples"].items())]
+    tokens = report["tokens"].get("train")
+    if tokens:
+        cut = "packed, nothing cut" if report["packed"] else \
+            f"{tokens['cut']} of {tokens['measured']} longer than maxLength " \
+            f"{report['maxLength']}"
+        parts.append(f"tokens p50 {tokens['p50']}, p99 {tokens['p99']}, max "
+                     f"{tokens['max']} ({cut})")
+    labels = report["labels"]
+    if labels:
+        parts.append(f"{len(labels['train'])} labels in train")
+        if labels.get("unseen in train"):
+            parts.append(f"eval labels never seen in train: "
+                         f"{', '.join(labels['unseen in train'][:10])}")
+    return "; ".join(parts)
+
+
+def write_report(path: str | None, report: dict) -> None:
+    """The summary where the operator reads it, in the termination message's format."""
+    path = os.environ.get("FTJOB_TERMINATION_LOG") or path
+    if path:
+        try:
+            Path(path).write_text(json.dumps({"reason": "DataValid", "exitCode": 0,
+                                              "message": summary(report)}))
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The data check as a program: storage reachable and writable, then the data."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m ftjob_trainer.data_check CONFIG.json", file=sys.stderr)
+        return 64
+    config = None
+    try:
+        try:
+            config = load_config(argv[0])
+        except (OSError, ValueError, TypeError) as error:
+            raise ConfigError(f"cannot read trainer config {argv[0]}: {error}") from None
+        check_storage(config)
+        report = check_data(config)
+    except TrainerError as error:
+        write_termination_log(config.reporting.termination_log if config else None, error)
+        print(f"ftjob data check: {error.reason}: {error}", file=sys.stderr)
+        return error.exit_code
+    print("ftjob data check passed:")
+    print(format_report(report))
+    write_report(config.reporting.termination_log, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

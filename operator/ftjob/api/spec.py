@@ -8,6 +8,7 @@ validation table in tests/unit checks the pydantic side; the cluster tests check
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
@@ -24,6 +25,7 @@ from .base import (
     StorageUri,
     bounded_list,
     cel,
+    cel_string,
 )
 from .pod import PodTemplate, Resources
 from .tasks import SETTINGS_FIELDS, TASKS, CausalLmSpec, DpoSpec, MaskedLmSpec, SftSpec, \
@@ -46,10 +48,30 @@ class ModelSpec(ApiModel):
     trust_remote_code: bool = False
 
 
+SCRIPT_PATH_ON_CLUSTER = (
+    "spec.script.path: on the cluster a script is a storage URI (s3://, gs://, ...) or an "
+    "absolute path inside the image; a relative path names a file on your machine, which "
+    "only ftjob run can read: upload it to storage or bake it into the image")
+URI_SCHEME = "^[a-zA-Z][a-zA-Z0-9+.-]*://"
+
+
+def script_path_on_cluster(path: str) -> str | None:
+    """The problem with a script path for the cluster, or None. The API server checks the
+    same with the CEL rule on ScriptSpec; `ftjob run` reads relative paths, so the model
+    itself accepts them."""
+    if path.startswith("/") or re.match(URI_SCHEME, path):
+        return None
+    return SCRIPT_PATH_ON_CLUSTER
+
+
 class ScriptSpec(ApiModel):
     """Your own training program, run by the launcher in place of a built-in task, under a
     supervisor that gives it checkpoints, resume, status and export (see the README's "Your
     own script" for the variables it reads)"""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": cel(
+        (f"self.path.startsWith('/') || self.path.matches({cel_string(URI_SCHEME)})",
+         SCRIPT_PATH_ON_CLUSTER))}
 
     path: LongText = Field(description=(
         "The script: for ftjob run a path relative to the YAML; on the cluster a path inside "
@@ -230,6 +252,13 @@ class OutputSpec(ApiModel):
 
 class RunPolicy(ApiModel):
     backoff_limit: int = Field(3, ge=0, le=100)
+    preflight: Literal["enforce", "warn", "off"] = Field("enforce", description=(
+        "Checks before the first attempt requests a GPU. The data is loaded and prepared by "
+        "the task's own code in a CPU-only pod (same image and credentials; storage is "
+        "checked writable too), reported as the DataChecked condition. enforce: a failed "
+        "check ends the job Failed (InvalidDataset, NotFound, StorageAccessDenied, ...) "
+        "before any GPU pod exists; warn: the condition says so and training starts "
+        "anyway; off: no check. A spec.script job has no task to check its data with"))
     active_deadline_seconds: int | None = Field(None, ge=1)
     ttl_seconds_after_finished: int | None = Field(None, ge=0)
     suspend: bool = False

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..api.spec import FineTuneJob
-from .failures import Failure, first_failure
+from .failures import Failure, finished_report, first_failure
 from .manifests import ATTEMPT_LABEL, Names
 
 TERMINAL = ("Succeeded", "Failed")
 # Status fields the trainer's status sink writes; the operator never decides them.
 TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output")
 CONDITION_TYPES = ("Running", "Restarting", "Suspended", "Succeeded", "Failed")
+DATA_CHECKED = "DataChecked"
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Observed:
 class Plan:
     status: dict
     create_attempt: int | None = None
+    create_data_check: bool = False
     delete_jobs: list[str] = field(default_factory=list)
     delete_self: bool = False
     events: list[tuple[str, str, str]] = field(default_factory=list)  # type, reason, message
@@ -79,17 +81,24 @@ def operator_owned(status: dict | None) -> dict:
     return {key: value for key, value in (status or {}).items() if key not in TRAINER_OWNED}
 
 
-def attempt_with_failures(status: dict, attempt_jobs: list[dict]) -> int | None:
-    """The current attempt if its Job (not being deleted) counts a failed pod: deciding
-    then needs that attempt's pods, to tell why it failed."""
+def attempt_to_read(status: dict, attempt_jobs: list[dict]) -> int | None:
+    """The attempt whose pods the decision needs: the current one once its Job (not being
+    deleted) counts a failed pod, to tell why it failed; before the first attempt (0) also
+    the finished data check, whose pod's termination message is its report."""
     attempt = status.get("attempt", 0)
-    if status.get("phase") in TERMINAL or not attempt:
+    if status.get("phase") in TERMINAL:
         return None
     for job in attempt_jobs:
         if _attempt_of(job) == attempt and not job["metadata"].get("deletionTimestamp") and (
-                job.get("status", {}).get("failed") or _job_condition(job, "Failed")):
+                job.get("status", {}).get("failed") or _job_condition(job, "Failed")
+                or (attempt == 0 and _job_condition(job, "Complete"))):
             return attempt
     return None
+
+
+def needs_data_check(job: FineTuneJob) -> bool:
+    """A built-in task's data can be checked by the task's own code; a script's cannot."""
+    return job.spec.script is None and job.spec.run_policy.preflight != "off"
 
 
 def _unfinished(attempt_jobs: list[dict]) -> list[str]:
@@ -124,8 +133,8 @@ class _Builder:
                         condition.update(reason=reason, message=message)
                 condition.update(status=status, observedGeneration=self.observed.generation)
                 return
-        if status == "False" and kind != "Suspended":
-            return  # a condition that never held is simply absent
+        if status == "False" and kind in CONDITION_TYPES and kind != "Suspended":
+            return  # a phase condition that never held is simply absent
         conditions.append({"type": kind, "status": status, "reason": reason,
                            "message": message, "lastTransitionTime": now,
                            "observedGeneration": self.observed.generation})
@@ -225,7 +234,9 @@ def _decide(observed: Observed) -> Plan:
         return b.plan
 
     if attempt == 0:
-        return start_next("Created", "creating the training pods")
+        if not needs_data_check(job):
+            return start_next("Created", "creating the training pods")
+        return _check_data(b, names, start_next)
     if phase == "Suspended":
         if observed.attempt_jobs:
             return b.plan  # the suspended attempt's pods are still stopping
@@ -284,3 +295,41 @@ def _decide(observed: Observed) -> Plan:
         b.phase("Initializing", "PodsStarting", f"attempt {attempt}: "
                 f"{b.status['replicas']['ready']} of {nodes} nodes ready")
     return b.plan
+
+
+def _check_data(b: _Builder, names: Names, start_next) -> Plan:
+    """Before the first attempt: the data check's pod decides whether GPUs are requested.
+    A permanent failure (bad data, a missing dataset, storage refusing the credentials)
+    ends the job under runPolicy.preflight enforce; a transient one (storage down, the pod
+    evicted, the check timed out) never blocks: the attempt meets it and restarts."""
+    observed = b.observed
+    check = next((j for j in observed.attempt_jobs
+                  if j["metadata"]["name"] == names.data_check), None)
+    if check is None:
+        b.status.setdefault("startTime", timestamp(observed.now))
+        b.plan.create_data_check = True
+        b.phase("Initializing", "CheckingData", "checking the data in a CPU-only pod "
+                "before any GPU is requested")
+        return b.plan
+    pods = [p for p in observed.pods if _attempt_of(p) == 0]
+    if _job_condition(check, "Complete"):
+        report = finished_report(pods) or "the data loads and prepares as the task needs"
+        b.condition(DATA_CHECKED, "True", "DataValid", report)
+        b.plan.events.append(("Normal", DATA_CHECKED, report))
+        return start_next("Created", "creating the training pods")
+    failure = first_failure(pods)
+    failed_job = _job_condition(check, "Failed")
+    if failure is None and failed_job is not None:
+        failure = Failure(failed_job.get("reason") or "JobFailed",
+                          failed_job.get("message") or "the data check's Job failed", True)
+    if failure is None:
+        return b.plan  # still checking
+    if not failure.retryable and observed.job.spec.run_policy.preflight == "enforce":
+        b.condition(DATA_CHECKED, "False", failure.reason, failure.message)
+        return b.finish("Failed", failure.reason, "the data check failed before any GPU was "
+                        f"requested: {failure.message}", "Warning")
+    verdict = "False" if not failure.retryable else "Unknown"
+    message = f"{failure.reason}: {failure.message}; training starts anyway"
+    b.condition(DATA_CHECKED, verdict, failure.reason, message)
+    b.plan.events.append(("Warning", DATA_CHECKED, message))
+    return start_next("Created", "creating the training pods")

@@ -99,6 +99,18 @@ def classify_pod(pod: dict) -> Failure | None:
     return Failure("PodFailed", status.get("message") or "the pod failed", True, name)
 
 
+def finished_report(pods: list[dict]) -> str | None:
+    """The message a succeeded container left in its termination log (the data check's
+    report), if any."""
+    for pod in pods:
+        for container in pod.get("status", {}).get("containerStatuses", []) or []:
+            terminated = container.get("state", {}).get("terminated") or {}
+            parsed = _trainer_message(terminated.get("message"))
+            if terminated.get("exitCode") == 0 and parsed:
+                return str(parsed.get("message", ""))[:1000] or None
+    return None
+
+
 def _finished_at(pod: dict) -> str:
     for container in pod.get("status", {}).get("containerStatuses", []) or []:
         finished = container.get("state", {}).get("terminated", {}).get("finishedAt")

@@ -41,6 +41,8 @@ DEFAULTS = Defaults(
     endpoint_url=SETTINGS.s3_endpoint_url,
     queue_name=SETTINGS.queue_name,
     resources=SETTINGS.default_resources.to_wire(),
+    data_check_resources=SETTINGS.data_check_resources.to_wire(),
+    data_check_timeout_seconds=SETTINGS.data_check_timeout_seconds,
 )
 
 

@@ -3,14 +3,12 @@ deterministic names. The reconcile decides *whether* to create; these decide *wh
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-import yaml
 
 from .. import API_VERSION, GROUP, KIND, PLURAL, launch, render
 from ..api.pod import FTJOB_MOUNTS
-from ..api.spec import FineTuneJob
+from ..api.spec import FineTuneJob, script_path_on_cluster
 
 CONFIG_DIR = FTJOB_MOUNTS["config"]
 SCRATCH_DIR = FTJOB_MOUNTS["scratch"]
@@ -28,6 +26,11 @@ RESUME_ANNOTATION = f"{GROUP}/resume-from"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 
+# Enough to tokenize and prepare a dataset's first rows; no GPU.
+DATA_CHECK_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"},
+                        "limits": {"memory": "8Gi"}}
+
+
 @dataclass(frozen=True)
 class Defaults:
     """What the operator fills in where a spec is silent (the Helm chart's defaults)."""
@@ -38,6 +41,8 @@ class Defaults:
     endpoint_url: str | None = None
     queue_name: str | None = None
     resources: dict = field(default_factory=dict)
+    data_check_resources: dict = field(default_factory=lambda: dict(DATA_CHECK_RESOURCES))
+    data_check_timeout_seconds: int = 900
 
 
 class SpecProblem(ValueError):
@@ -65,6 +70,10 @@ class Names:
     def attempt(self, attempt: int) -> str:
         return f"{self.job}-attempt-{attempt}"
 
+    @property
+    def data_check(self) -> str:
+        return f"{self.job}-data-check"
+
 
 def labels(job: FineTuneJob, attempt: int | None = None) -> dict:
     found = {
@@ -86,6 +95,14 @@ def owner_reference(job: FineTuneJob, uid: str) -> dict:
 def _metadata(job: FineTuneJob, uid: str, name: str, attempt: int | None = None) -> dict:
     return {"name": name, "namespace": job.metadata.namespace,
             "labels": labels(job, attempt), "ownerReferences": [owner_reference(job, uid)]}
+
+
+def check_for_cluster(job: FineTuneJob, defaults: Defaults) -> None:
+    """What a valid spec still needs to run on this cluster (SpecProblem names the field):
+    the API server checks the script path too; this covers objects admitted before."""
+    checkpoint_uri(job, defaults)
+    if job.spec.script and (problem := script_path_on_cluster(job.spec.script.path)):
+        raise SpecProblem(problem)
 
 
 def checkpoint_uri(job: FineTuneJob, defaults: Defaults) -> str:
@@ -114,16 +131,8 @@ def build_config_map(job: FineTuneJob, uid: str, defaults: Defaults) -> dict:
     job = job.model_copy(update={"spec": spec.model_copy(update={
         "checkpoints": spec.checkpoints.model_copy(
             update={"endpoint_url": spec.checkpoints.endpoint_url or defaults.endpoint_url})})})
-    data = {render.TRAINER_CONFIG: json.dumps(
-        render.trainer_config(job, placement(job, defaults)), indent=2, sort_keys=True)}
-    deepspeed = render.deepspeed_config(spec.distributed)
-    if deepspeed is not None:
-        data[render.DEEPSPEED_CONFIG] = json.dumps(deepspeed, indent=2, sort_keys=True)
-    if spec.distributed.launcher == "accelerate":
-        # The rendezvous host changes with every attempt: the launch command passes it.
-        data[render.ACCELERATE_CONFIG] = yaml.safe_dump(render.accelerate_config(
-            spec.distributed, num_machines=spec.distributed.nodes, machine_rank=0,
-            main_process_port=RENDEZVOUS_PORT))
+    # The rendezvous host changes with every attempt: the launch command passes it.
+    data = render.trainer_files(job, placement(job, defaults), RENDEZVOUS_PORT)
     names = Names(job.metadata.name)
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(job, uid, names.config_map), "data": data}
@@ -196,10 +205,10 @@ def _credential_sources(job: FineTuneJob, defaults: Defaults) -> list[dict]:
     return [{"secretRef": {"name": name}} for name in unique]
 
 
-def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
-              resume_from: str | None = None) -> dict:
-    """One Indexed Job per attempt: completions = parallelism = nodes, no retries of its own
-    (the operator restarts the whole group), pods named so index 0 is the rendezvous."""
+def _pod_template(job: FineTuneJob, defaults: Defaults, attempt: int, command: list[str],
+                  resources: dict) -> dict:
+    """The pod of an attempt (or of the data check, attempt 0): the job's image,
+    credentials, volumes and placement, the user's pod template merged in."""
     spec = job.spec
     names = Names(job.metadata.name)
     template = spec.pod_template
@@ -220,17 +229,18 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
                {"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     tolerations = [t.to_wire() for t in template.tolerations or []] if template else []
     if spec.distributed.gpus_per_node:
+        # The data check may land on a GPU node too (some clusters have no other kind); it
+        # requests no GPU.
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     container = {
         "name": CONTAINER,
         "image": spec.image or defaults.image,
-        "command": launch_command(job, attempt),
+        "command": command,
         "env": env,
         "envFrom": _credential_sources(job, defaults),
-        "resources": _resources(job, defaults),
+        "resources": resources,
         "volumeMounts": mounts + [m.to_wire() for m in
                                   (template.volume_mounts or [] if template else [])],
-        "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
@@ -241,7 +251,6 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
     annotations = dict(template.annotations or {}) if template else {}
     pod_spec = {
         "restartPolicy": "Never",
-        "subdomain": names.service,
         "serviceAccountName": names.service_account,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
@@ -261,6 +270,20 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
         pod_spec["schedulerName"] = template.scheduler_name
     if spec.run_policy.priority_class_name:
         pod_spec["priorityClassName"] = spec.run_policy.priority_class_name
+    return {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec}
+
+
+def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
+              resume_from: str | None = None) -> dict:
+    """One Indexed Job per attempt: completions = parallelism = nodes, no retries of its own
+    (the operator restarts the whole group), pods named so index 0 is the rendezvous."""
+    spec = job.spec
+    names = Names(job.metadata.name)
+    template = _pod_template(job, defaults, attempt, launch_command(job, attempt),
+                             _resources(job, defaults))
+    template["spec"]["subdomain"] = names.service
+    template["spec"]["containers"][0]["ports"] = [
+        {"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     metadata = _metadata(job, uid, names.attempt(attempt), attempt)
     queue = spec.run_policy.queue_name or defaults.queue_name
     if queue:
@@ -275,9 +298,27 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
             "backoffLimit": 0,
             # Kueue admits a queued Job by unsuspending it.
             "suspend": bool(queue),
-            "template": {"metadata": {"labels": pod_labels, "annotations": annotations},
-                         "spec": pod_spec},
+            "template": template,
         },
+    }
+
+
+def data_check_command() -> list[str]:
+    return ["python", "-m", "ftjob_trainer.data_check", f"{CONFIG_DIR}/{render.TRAINER_CONFIG}"]
+
+
+def build_data_check(job: FineTuneJob, uid: str, defaults: Defaults) -> dict:
+    """The preflight before the first attempt (attempt 0): one CPU-only pod that loads and
+    prepares the data with the trainer's own code and checks storage. It is not queued:
+    it holds no GPU, and it must answer before the job waits in a queue for GPUs."""
+    template = _pod_template(job, defaults, 0, data_check_command(),
+                             dict(defaults.data_check_resources))
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": _metadata(job, uid, Names(job.metadata.name).data_check, 0),
+        "spec": {"completions": 1, "parallelism": 1, "backoffLimit": 0,
+                 "activeDeadlineSeconds": defaults.data_check_timeout_seconds,
+                 "template": template},
     }
 
 

@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
-from .decide import Observed, Plan, attempt_with_failures, decide, operator_owned
+from .decide import Observed, Plan, attempt_to_read, decide, operator_owned
 from .recent import Recent
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def parse(body: dict, defaults: manifests.Defaults):
     document["metadata"] = {"name": metadata.get("name"), "namespace": metadata.get("namespace")}
     try:
         job = parse_job(document)
-        manifests.checkpoint_uri(job, defaults)
+        manifests.check_for_cluster(job, defaults)
         return job, None
     except SpecError as error:
         return None, "; ".join(f"{path}: {message}" for path, message in error.problems)
@@ -39,11 +39,12 @@ def parse(body: dict, defaults: manifests.Defaults):
         return None, str(error)
 
 
-def _failed_pods(namespace: str, name: str, status: dict, attempt_jobs: list[dict]):
-    """The current attempt's pods, read only once its Job counts a failure. Pods are not
-    watched: at hundreds of jobs their events would cost the operator and the API server
-    more than everything else it does; the Job's status counts them for us."""
-    attempt = attempt_with_failures(status, attempt_jobs)
+def _pods_to_read(namespace: str, name: str, status: dict, attempt_jobs: list[dict]):
+    """The current attempt's pods, read only once its Job counts a failure (or the data
+    check finished). Pods are not watched: at hundreds of jobs their events would cost the
+    operator and the API server more than everything else it does; the Job's status
+    counts them for us."""
+    attempt = attempt_to_read(status, attempt_jobs)
     if attempt is None:
         return []
     return kube.list_pods(namespace, f"{manifests.JOB_NAME_LABEL}={name},"
@@ -58,7 +59,7 @@ def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
     job, spec_error = parse(body, defaults)
     spec_error = spec_error or refused
     status = dict(body.get("status") or {})
-    pods = _failed_pods(metadata["namespace"], metadata["name"], status, attempt_jobs)
+    pods = _pods_to_read(metadata["namespace"], metadata["name"], status, attempt_jobs)
     observed = Observed(
         name=metadata["name"], generation=metadata.get("generation", 1), status=status,
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
@@ -100,7 +101,7 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
         return plan
     for job_name in plan.delete_jobs:
         kube.delete_job(namespace, job_name)
-    if plan.create_attempt and job is not None:
+    if (plan.create_attempt or plan.create_data_check) and job is not None:
         try:
             _create_attempt(body, plan, status, job, attempt_jobs, defaults)
         except ApiException as error:
@@ -118,10 +119,12 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
 
 def _create_attempt(body: dict, plan: Plan, status: dict, job, attempt_jobs: list[dict],
                     defaults: manifests.Defaults) -> None:
+    """The attempt's Job, or before the first attempt the data check's."""
     metadata = body["metadata"]
     namespace, uid = metadata["namespace"], metadata["uid"]
     resume = (status.get("checkpoint") or {}).get("uri")
-    attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume)
+    attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume) \
+        if plan.create_attempt else manifests.build_data_check(job, uid, defaults)
     job_name = attempt["metadata"]["name"]
     waiting = RECENT.awaiting_watch(uid, job_name, attempt_jobs)
     if waiting is not None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..api.base import Name, ShortText, StorageUri
 from ..api.pod import Resources
+from .manifests import DATA_CHECK_RESOURCES
 
 PREFIX = "FTJOB_"
 
@@ -38,6 +39,13 @@ class OperatorSettings(BaseModel):
     queue_name: Name | None = Field(None, description="Kueue LocalQueue for jobs that name none")
     default_resources: Resources = Field(
         default_factory=Resources, description="Container resources (JSON) for jobs that set none")
+    data_check_resources: Resources = Field(
+        default_factory=lambda: Resources.model_validate(DATA_CHECK_RESOURCES),
+        description="Container resources (JSON) of the CPU-only pod that checks a job's "
+        "data before its first attempt (runPolicy.preflight)")
+    data_check_timeout_seconds: int = Field(
+        900, ge=10, description="A data check still running after this long is given up: "
+        "the condition says so and training starts")
     resync_seconds: float = Field(300, gt=0, description="Look at every unfinished job this "
                                   "often even without an event (a safety net)")
     restart_backoff_seconds: float = Field(10, ge=0, description="Delay before the first "
@@ -49,7 +57,7 @@ class OperatorSettings(BaseModel):
     metrics_port: int = Field(9090, ge=0, le=65535,
                               description="Port of the /metrics endpoint; 0 picks a free one")
 
-    @field_validator("default_resources", mode="before")
+    @field_validator("default_resources", "data_check_resources", mode="before")
     @classmethod
     def _json(cls, value):
         if isinstance(value, str):
@@ -77,7 +85,8 @@ class OperatorSettings(BaseModel):
         except ValidationError as error:
             raise SettingsError("; ".join(
                 f"{variable(str(item['loc'][0]))}: "
-                f"{item['msg'].removeprefix('Value error, ')}"
+                + "".join(f"{part}: " for part in item["loc"][1:])
+                + item["msg"].removeprefix("Value error, ")
                 for item in error.errors(include_url=False))) from None
 
 

@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from ..errors import ConfigError, DataError
 from ..metrics import build_compute_metrics
-from ..modeling import load_model_config, load_pretrained
+from ..modeling import load_pretrained
 from .base import TaskParts, check_columns, hold_out_validation
 
 NAME = "sequence-classification"

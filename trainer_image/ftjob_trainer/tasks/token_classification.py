@@ -12,7 +12,7 @@ from datasets import ClassLabel, DatasetDict, Sequence
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from ..errors import ConfigError, DataError
-from ..modeling import load_model_config, load_pretrained
+from ..modeling import load_pretrained
 from .base import TaskParts, check_columns, hold_out_validation, \
     single_text_column
 
