@@ -7,3 +7,13 @@ VERSION = "v1alpha1"
 KIND = "FineTuneJob"
 PLURAL = "finetunejobs"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def __getattr__(name: str):
+    # `from ftjob import Client` loads the Kubernetes client only when it is used, so
+    # `ftjob validate` stays light.
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    raise AttributeError(name)

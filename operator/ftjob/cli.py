@@ -1,4 +1,5 @@
-"""The `ftjob` command: validate, run locally, print the CRD."""
+"""The `ftjob` command: validate, run locally, print the CRD; and on a cluster submit,
+list, status, watch, logs, suspend, resume, delete (cluster_cli)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .api.load import SpecError, apply_overrides, load_job, parse_job, read_documents
+from .cluster_cli import add_commands
 
 
 def _print_errors(source: str, error: SpecError) -> None:
@@ -116,6 +118,7 @@ def parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the FineTuneJob CRD")
     crd.set_defaults(handler=cmd_crd)
+    add_commands(commands)
     return top
 
 

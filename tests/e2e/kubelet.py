@@ -3,6 +3,8 @@ node run as local processes, and their phase goes back to the API server.
 
 It does what a kubelet does for ftjob's pods and no more: ConfigMap, Secret, emptyDir and
 ServiceAccount-token volumes are written to a folder per pod and their mount paths remapped;
+container logs are served over HTTPS at the node's kubelet port, so `kubectl logs` (and the
+SDK's) go through the API server as on a real node;
 env, envFrom and fieldRefs resolved, `$(VAR)` expanded; torchrun/accelerate run with this
 Python; pod DNS names resolve to 127.0.0.1 (the rendezvous port is remapped per attempt so
 two jobs never collide); deletion sends SIGTERM to the process group and SIGKILL after the
@@ -16,13 +18,16 @@ import base64
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from kubernetes import client, config
 
@@ -71,6 +76,7 @@ class LocalKubelet:
 
     # -- node ---------------------------------------------------------------------------
     def start(self) -> "LocalKubelet":
+        self.log_server = self._start_log_server()
         capacity = {"cpu": "2", "memory": "24Gi", "pods": "20"}
         node = {"apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node,
@@ -91,8 +97,10 @@ class LocalKubelet:
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "local kubelet stand-in", "lastHeartbeatTime": stamp,
                             "lastTransitionTime": stamp}],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": self.node}]}})
+            # Only an address the API server can reach: it dials the kubelet for logs.
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {
+                "Port": self.log_server.server_address[1]}}}})
 
     def _heartbeats(self) -> None:
         while not self._stop.wait(5):
@@ -103,6 +111,8 @@ class LocalKubelet:
 
     def stop(self) -> None:
         self._stop.set()
+        self.log_server.shutdown()
+        self.log_server.server_close()
         for thread in self._threads:
             thread.join(timeout=10)
         for container in self.containers.values():
@@ -169,6 +179,58 @@ class LocalKubelet:
             if container.pod == pod_name:
                 return container.log.read_text(errors="replace")
         raise KeyError(pod_name)
+
+    # -- logs ---------------------------------------------------------------------------
+    def _start_log_server(self) -> ThreadingHTTPServer:
+        """The kubelet's /containerLogs endpoint, on a free loopback port with a
+        throwaway certificate (the API server does not verify kubelet certificates unless
+        told to)."""
+        tls = self.work_root / "kubelet-tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                        "1", "-subj", "/CN=127.0.0.1", "-keyout", str(tls / "key.pem"),
+                        "-out", str(tls / "cert.pem")], check=True, capture_output=True)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls / "cert.pem", tls / "key.pem")
+        kubelet = self
+
+        class Logs(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                url = urlparse(self.path)
+                parts = url.path.strip("/").split("/")
+                found = kubelet._container(*parts[1:3]) if len(parts) == 4 and \
+                    parts[0] == "containerLogs" else None
+                if found is None:
+                    self.send_error(404)
+                    return
+                follow = parse_qs(url.query).get("follow") == ["true"]
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                with found.log.open("rb") as log:
+                    while True:
+                        chunk = log.read(65536)
+                        if chunk:
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                        elif not follow or found.process.poll() is not None:
+                            return
+                        else:
+                            time.sleep(0.2)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Logs)
+        server.daemon_threads = True
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        return server
+
+    def _container(self, namespace: str, pod: str) -> LocalContainer | None:
+        return next((c for c in self.containers.values()
+                     if (c.namespace, c.pod) == (namespace, pod)), None)
 
     # -- starting a pod -----------------------------------------------------------------
     def _volume(self, pod, volume, target: Path) -> None:

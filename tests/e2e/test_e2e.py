@@ -14,6 +14,7 @@ import threading
 import pytest
 import yaml
 from kubernetes import client, config, watch
+from urllib3.exceptions import ProtocolError
 
 from tests.conftest import EXAMPLES
 from tests.support.waiting import eventually
@@ -159,21 +160,27 @@ class PodsSeen:
         api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
         self.core, self.namespace = client.CoreV1Api(api), namespace
         self.pods: dict[str, dict] = {}
+        self.stopped = False
         self.watch = watch.Watch()
         start = self.core.list_namespaced_pod(namespace).metadata.resource_version
         self.thread = threading.Thread(target=self._run, args=(start,), daemon=True)
         self.thread.start()
 
     def _run(self, resource_version: str) -> None:
-        for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace,
-                                       resource_version=resource_version,
-                                       timeout_seconds=600):
-            pod = event["object"]
-            self.pods[pod.metadata.name] = {
-                "labels": pod.metadata.labels or {},
-                "limits": pod.spec.containers[0].resources.limits or {}}
+        try:
+            for event in self.watch.stream(self.core.list_namespaced_pod, self.namespace,
+                                           resource_version=resource_version,
+                                           timeout_seconds=600):
+                pod = event["object"]
+                self.pods[pod.metadata.name] = {
+                    "labels": pod.metadata.labels or {},
+                    "limits": pod.spec.containers[0].resources.limits or {}}
+        except ProtocolError:
+            if not self.stopped:
+                raise
 
     def stop(self) -> dict[str, dict]:
+        self.stopped = True
         self.watch.stop()
         self.thread.join(timeout=10)
         return self.pods

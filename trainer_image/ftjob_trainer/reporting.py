@@ -84,7 +84,8 @@ class TerminalSink:
         self.stream = stream or sys.stderr
         self.bar = None
 
-    def _print(self, line: str) -> None:
+    def note(self, line: str) -> None:
+        """A line above the bar."""
         if self.bar is not None:
             self.bar.write(line, file=self.stream)
         else:
@@ -94,11 +95,10 @@ class TerminalSink:
         kind = record["event"]
         if kind == "started":
             resumed = record.get("resumedFrom")
-            self._print(f"Training {record['job']} (attempt {record['attempt']}), "
+            self.note(f"Training {record['job']} (attempt {record['attempt']}), "
                         f"{record['maxSteps']} steps on {record['worldSize']} processes"
                         + (f", resuming from step {resumed['step']}" if resumed else ""))
-            self.bar = self._tqdm(total=record["maxSteps"], initial=record.get("step", 0),
-                                  unit="step", file=self.stream, dynamic_ncols=True)
+            self.start(record["maxSteps"], record.get("step", 0))
         elif kind == "progress" and self.bar is not None:
             self.bar.n = record["step"]
             postfix = {"loss": record.get("loss"), "lr": record.get("learningRate"),
@@ -109,20 +109,24 @@ class TerminalSink:
         elif kind == "eval":
             shown = ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items()
                               if isinstance(v, float))
-            self._print(f"Eval at step {record['step']}: {shown}")
+            self.note(f"Eval at step {record['step']}: {shown}")
         elif kind == "checkpoint":
-            self._print(f"Saved checkpoint-{record['step']} to {record['uri']} "
+            self.note(f"Saved checkpoint-{record['step']} to {record['uri']} "
                         f"(upload {record['uploadSeconds']:.1f} s in the background)")
         elif kind == "preempted":
-            self._print(f"Stopping at step {record['step']} after SIGTERM; "
+            self.note(f"Stopping at step {record['step']} after SIGTERM; "
                         "the checkpoint is saved and the next run resumes from it")
         elif kind == "finished" and record.get("alreadyFinished"):
-            self._print(f"Already finished at step {record['step']}: nothing left to train; "
+            self.note(f"Already finished at step {record['step']}: nothing left to train; "
                         f"the model is in {record.get('output')}")
         elif kind == "finished":
             self.close()
-            self._print(f"Finished in {format_duration(record.get('trainSeconds'))}; "
+            self.note(f"Finished in {format_duration(record.get('trainSeconds'))}; "
                         f"model exported to {record.get('output')}")
+
+    def start(self, total: int, initial: int = 0) -> None:
+        self.bar = self._tqdm(total=total, initial=initial, unit="step", file=self.stream,
+                              dynamic_ncols=True)
 
     def close(self) -> None:
         if self.bar is not None:
