@@ -131,6 +131,8 @@ def _refusal(error: ApiException, name: str, namespace: str) -> Exception:
                     for cause in causes]
         return SpecError(problems or [("spec", message)])
     if error.status == 404:
+        if (body.get("details") or {}).get("kind") == "namespaces":
+            return NotFound(f"no namespace {namespace}")
         return NotFound(f"no FineTuneJob {name} in namespace {namespace}")
     if error.status == 409:
         return ClientError(f"FineTuneJob {name} already exists in namespace {namespace}")
@@ -239,21 +241,23 @@ class Client:
     def watch(self, name: str, timeout: float | None = None) -> Iterator[Event]:
         """What changes on the job's status, as typed events, until it finishes (or
         `timeout` seconds pass: then it just stops)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         last: FineTuneJobStatus | None = None
-        body = self._object(name)
-        while True:
-            view = self._view(body)
+        for view in self._versions(name, timeout):
             yield from changes(last, view.status)
             last = view.status
-            if view.status.phase in TERMINAL:
-                return
+
+    def _versions(self, name: str, timeout: float | None) -> Iterator[JobView]:
+        """Every version of the job from now on, until it finishes, is deleted or
+        `timeout` seconds pass."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        body = self._object(name)
+        while body is not None:
+            view = self._view(body)
+            yield view
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            if view.status.phase in TERMINAL or (left is not None and left <= 0):
                 return
             body = self._next_version(name, body["metadata"]["resourceVersion"], left)
-            if body is None:
-                return  # deleted
 
     def _next_version(self, name: str, resource_version: str, left: float | None) -> dict:
         """The object's next version, from a watch that ends within a minute (a watch
@@ -283,20 +287,18 @@ class Client:
              timeout: float | None = None) -> JobView:
         """Until the condition is True; JobFailed if the job finishes without it, and
         TimeoutError after `timeout` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for _ in self.watch(name, timeout=timeout):
-            pass
-        view = self.get(name)
-        found = view.condition(condition)
-        if found is not None and found.status == "True":
-            return view
+        started = time.monotonic()
+        view = None
+        for view in self._versions(name, timeout):
+            found = view.condition(condition)
+            if found is not None and found.status == "True":
+                return view
         if view.status.phase in TERMINAL:
             raise JobFailed(view)
-        if deadline is not None and time.monotonic() >= deadline:
+        if timeout is not None and time.monotonic() - started >= timeout:
             raise TimeoutError(f"{name}: no condition {condition} after {timeout} s "
                                f"(phase {view.status.phase})")
-        return self.wait(name, condition, None if deadline is None
-                         else deadline - time.monotonic())
+        raise NotFound(f"FineTuneJob {name} was deleted while waiting")
 
     def pod(self, name: str, node: int = 0, attempt: int | None = None) -> dict[str, Any]:
         """The pod of one node of an attempt (default: the current one; attempt 0 is the
