@@ -177,7 +177,8 @@ class LocalKubelet:
     def log(self, pod_name: str) -> str:
         for container in self.containers.values():
             if container.pod == pod_name:
-                return container.log.read_text(errors="replace")
+                # As written: read_text would turn progress bars' \r into line ends.
+                return container.log.read_bytes().decode(errors="replace")
         raise KeyError(pod_name)
 
     # -- logs ---------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import yaml
 from kubernetes import client, config, watch
 from urllib3.exceptions import ProtocolError
 
+from ftjob.cli import main
+from ftjob.client import Client, PhaseChanged, Progressed
 from tests.conftest import EXAMPLES
 from tests.support.waiting import eventually
 
@@ -66,13 +68,34 @@ def succeeded_with_moving_progress(cluster, namespace: str, name: str) -> dict:
 
 
 def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
-        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path):
+        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path, capsys):
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump(cluster_job("e2e", namespace, minilm_path,
                                                    storage.endpoint, max_steps=16)))
     cluster.kubectl("apply", "-n", namespace, "-f", str(job_file))
+    sdk = Client(namespace=namespace, kubeconfig=str(cluster.kubeconfig))
+    events = []
+    watcher = threading.Thread(target=lambda: events.extend(sdk.watch("e2e", timeout=600)))
+    watcher.start()
     status = succeeded_with_moving_progress(cluster, namespace, "e2e")
     assert status["progress"]["step"] == 16 and status["progress"]["percent"] == 100.0
+    watcher.join(timeout=60)
+    # The SDK saw the real trainer's progress in order, and the job's phases.
+    steps = [event.progress.step for event in events if isinstance(event, Progressed)]
+    assert len(steps) >= 2 and steps == sorted(set(steps)) and steps[-1] == 16, steps
+    assert [e.phase for e in events if isinstance(e, PhaseChanged)][-1] == "Succeeded"
+    # Logs of one node, through the API server from the node's kubelet.
+    pods = {pod["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]:
+            pod["metadata"]["name"] for pod in cluster.get(
+                "pods", "-n", namespace, "-l", "ftjob.dev/job-name=e2e,ftjob.dev/attempt=1"
+            )["items"]}
+    node_1 = list(sdk.logs("e2e", node=1))
+    assert node_1 == kubelet.log(pods["1"]).rstrip("\n").split("\n")
+    assert node_1 != kubelet.log(pods["0"]).rstrip("\n").split("\n")
+    assert main(["logs", "e2e", "--node", "1", "-n", namespace, "--kubeconfig",
+                 str(cluster.kubeconfig)]) == 0
+    assert capsys.readouterr().out.rstrip("\n").split("\n") == node_1
+    assert "ftjob data check passed:" in "\n".join(sdk.logs("e2e", attempt=0))
     # The data check ran first, in its own pod, and its report is on the condition.
     checked = next(c for c in status["conditions"] if c["type"] == "DataChecked")
     assert checked["status"] == "True", checked

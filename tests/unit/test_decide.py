@@ -280,7 +280,7 @@ def test_a_passed_data_check_starts_attempt_one_with_its_report():
     assert checked["message"] == "train 640 rows -> 640 samples"
     after = decide(observe(plan.status, [data_check(complete=True), attempt_job(1)],
                            preflight="enforce"))
-    assert after.delete_jobs == ["j-data-check"]  # done with once attempt 1 exists
+    assert after.delete_jobs == []  # its log keeps the full report
 
 
 @pytest.mark.parametrize("preflight, phase, attempt, verdict", [

@@ -207,8 +207,10 @@ def _decide(observed: Observed) -> Plan:
 
     current = next((j for j in observed.attempt_jobs if j["metadata"]["name"]
                     == names.attempt(attempt)), None) if attempt else None
+    # A passed data check stays, like a completed attempt: its log has the data report.
     older = [j["metadata"]["name"] for j in observed.attempt_jobs
-             if _attempt_of(j) != attempt]
+             if _attempt_of(j) != attempt and not (_attempt_of(j) == 0 and
+                                                   _job_condition(j, "Complete"))]
     b.plan.delete_jobs = older
     pods = [p for p in observed.pods if _attempt_of(p) == attempt]
 
