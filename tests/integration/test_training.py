@@ -75,6 +75,17 @@ def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
         assert any("zero_pp_rank_1" in name for name in marker["files"])
     if strategy == "fsdp":
         assert config["training"]["fsdp"].startswith("full_shard")
+    if strategy == "ddp":
+        # Each progress event carries its own step's values (the Trainer's log history says
+        # which loss each step had), never the step before's under a new step number.
+        history = json.loads((run.run_dir / "checkpoints/checkpoint-4/trainer_state.json")
+                             .read_text())["log_history"]
+        logged = {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+        reported = [(e["step"], e["loss"]) for e in run.events()
+                    if e["event"] == "progress" and "loss" in e]
+        assert [step for step, _ in reported] == [1, 2, 3, 4], reported
+        assert all(abs(logged[step] - loss) < 1e-6 for step, loss in reported), \
+            (reported, logged)
 
 
 def test_lora_trains_only_adapters_and_exports_a_merged_copy(ftjob_run, minilm_path):

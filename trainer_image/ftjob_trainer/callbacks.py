@@ -79,14 +79,16 @@ class PreemptionCallback(TrainerCallback):
 
 class ProgressCallback(TrainerCallback):
     """Reports step, loss, learning rate, throughput, ETA and eval metrics (global rank 0).
-    Progress events are throttled to one per `min_interval` seconds, plus every log step."""
+    Progress events are throttled to one per `min_interval` seconds, plus every log step.
+    Each event carries the values of its own step: the loss and learning rate only on the
+    steps that log them (the Trainer calls on_step_end before on_log, so a step's loss is
+    not known yet when it ends)."""
 
     def __init__(self, reporter: Reporter, min_interval: float = 1.0, **run_facts):
         self.reporter = reporter
         self.run_facts = run_facts  # job, attempt, resumedFrom: reported with "started"
         self.min_interval = min_interval
         self.clock: ProgressClock | None = None
-        self.last: dict = {}
         self._last_emit = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -97,7 +99,7 @@ class ProgressCallback(TrainerCallback):
             self.reporter.emit("started", worldSize=args.world_size, maxSteps=state.max_steps,
                                step=state.global_step, **self.run_facts)
 
-    def _progress(self, state) -> None:
+    def _progress(self, state, **logged) -> None:
         self._last_emit = time.monotonic()
         if not state.is_world_process_zero:
             return
@@ -105,9 +107,11 @@ class ProgressCallback(TrainerCallback):
         self.reporter.emit(
             "progress", step=state.global_step, maxSteps=state.max_steps,
             epoch=round(state.epoch or 0.0, 4), percent=round(percent, 2) if percent else 0.0,
-            **self.last, **self.clock.tick(state.global_step, state.max_steps))
+            **logged, **self.clock.tick(state.global_step, state.max_steps))
 
     def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log:
+            return  # on_log reports this step, with its loss
         if time.monotonic() - self._last_emit >= self.min_interval or \
                 state.global_step == state.max_steps:
             self._progress(state)
@@ -115,9 +119,8 @@ class ProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         if "loss" in logs:
-            self.last = {"loss": round(logs["loss"], 6),
-                         "learningRate": logs.get("learning_rate")}
-            self._progress(state)
+            self._progress(state, loss=round(logs["loss"], 6),
+                           learningRate=logs.get("learning_rate"))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if state.is_world_process_zero and metrics:
@@ -137,24 +140,22 @@ class FtjobCallback(PreemptionCallback):
         super().__init__()
         self.min_interval = min_interval
         self._last_progress = 0.0
-        self._last_log: dict = {}
 
-    def _progress(self, state) -> None:
+    def _progress(self, state, **logged) -> None:
         self._last_progress = time.monotonic()
-        report.progress(state.global_step, state.max_steps, epoch=state.epoch,
-                        **self._last_log)
+        report.progress(state.global_step, state.max_steps, epoch=state.epoch, **logged)
 
     def on_step_end(self, args, state, control, **kwargs):
         control = super().on_step_end(args, state, control, **kwargs)
-        if time.monotonic() - self._last_progress >= self.min_interval or \
-                state.global_step == state.max_steps:
-            self._progress(state)
+        if not control.should_log and (
+                time.monotonic() - self._last_progress >= self.min_interval or
+                state.global_step == state.max_steps):
+            self._progress(state)  # a logged step is reported by on_log, with its loss
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self._last_log = {"loss": logs["loss"], "learning_rate": logs.get("learning_rate")}
-            self._progress(state)
+            self._progress(state, loss=logs["loss"], learning_rate=logs.get("learning_rate"))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if metrics:
