@@ -44,6 +44,9 @@ def with_changes(changes: dict, drop: tuple = ()) -> dict:
 
 GOOD_CASES = {
     "minimal hub job": {},
+    # As the API server reads them: a null known field is absent, 2.0 is the integer 2.
+    "null known fields": {"spec.training.maxSteps": None, "spec.peft": None},
+    "whole number written as a float": {"spec.distributed": {"nodes": 2.0}},
     "files instead of hub": {"spec.dataset": {"files": {"train": "s3://bkt/train.csv"},
                                               "textColumns": ["text"]}},
     "lora": {"spec.peft": {"type": "lora", "r": 16, "targetModules": ["query", "value"]}},
@@ -178,6 +181,16 @@ BAD_CASES = {
     "name starts with digit": ({"metadata.name": "1job"}, (), "metadata.name",
                                ["start with a letter"]),
     "wrong kind": ({"kind": "PyTorchJob"}, (), "kind", ["FineTuneJob"]),
+    # The API server refuses these too (strict field validation, a structural schema).
+    "null unknown training field": ({"spec.training.f": None}, (), "spec.training.f",
+                                    ["not a Hugging Face TrainingArguments field"]),
+    "null unknown field": ({"spec.model.foo": None}, (), "spec.model.foo", ["unknown field"]),
+    "yes-like word for a boolean": ({"spec.runPolicy": {"suspend": "on"}}, (),
+                                    "spec.runPolicy.suspend", ["valid boolean"]),
+    "number as a string": ({"spec.distributed": {"nodes": "2"}}, (),
+                           "spec.distributed.nodes", ["valid integer"]),
+    "fractional number for an integer": ({"spec.distributed": {"nodes": 1.5}}, (),
+                                         "spec.distributed.nodes", ["valid integer"]),
 }
 
 

@@ -1,8 +1,8 @@
 """Reading FineTuneJob documents and turning validation failures into field-path messages.
 
-Documents are read as kubectl reads them (kube_yaml) and nulls are dropped the way the API
-server prunes them from a structural schema, so a file `ftjob validate` accepts is one the
-API server admits, and the other way round."""
+Documents are read as kubectl reads them (kube_yaml), and decoded, pruned and typed as
+strictly as the API server does with a structural schema, so a file `ftjob validate` accepts
+is one the API server admits, and the other way round."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from . import base, pod
 from .kube_yaml import DocumentError, load_all, load_value
 from .spec import FineTuneJob
+from .training_args import camel_case, training_argument_types
 
 # Free-form parts of the spec, kept as written: a null there means "None" to the library.
 # Parts the CRD keeps as written (x-kubernetes-preserve-unknown-fields), nulls included: a
@@ -120,16 +121,33 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
-def drop_nulls(value: Any, path: tuple = ()) -> Any:
-    """The document without null values, as the API server prunes them (a null field is an
-    absent one), except in the free-form parts."""
+def _known_keys(path: tuple) -> set[str] | None:
+    """The field names the schema declares at `path`; None where any key is allowed (maps
+    such as labels)."""
+    if path in FREE_FORM_CHILDREN:
+        fields = training_argument_types()
+        return {*fields, *(camel_case(name) for name in fields)}
+    owner = _model_at(path)
+    if owner is None or owner.model_config.get("extra") != "forbid":
+        return None
+    return {f.alias or n for n, f in owner.model_fields.items()}
+
+
+def as_api_server_reads(value: Any, path: tuple = ()) -> Any:
+    """The document as the API server decodes and prunes it: a null field is an absent one
+    (except in the free-form parts), and a whole number written as 2.0 is the integer 2. A
+    null under a name the schema does not declare stays, so it is refused as an unknown
+    field, as the API server's strict field validation refuses it."""
     if path in FREE_FORM or path[:-1] in FREE_FORM_CHILDREN:
         return value
     if isinstance(value, dict):
-        return {key: drop_nulls(item, (*path, key)) for key, item in value.items()
-                if item is not None}
+        known = _known_keys(path)
+        return {key: as_api_server_reads(item, (*path, key)) for key, item in value.items()
+                if item is not None or (known is not None and key not in known)}
     if isinstance(value, list):
-        return [drop_nulls(item, path) for item in value]
+        return [as_api_server_reads(item, path) for item in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 63:
+        return int(value)
     return value
 
 
@@ -138,7 +156,8 @@ def parse_job(document: Any) -> FineTuneJob:
         raise SpecError([("(document)", "must be a FineTuneJob mapping with apiVersion, kind, "
                                         "metadata and spec")])
     try:
-        return FineTuneJob.model_validate(drop_nulls(document))
+        # Strict: the API server takes no "on" for true and no "2" for 2, so neither do we.
+        return FineTuneJob.model_validate(as_api_server_reads(document), strict=True)
     except ValidationError as error:
         raise SpecError(_problems(error)) from None
 
