@@ -113,6 +113,12 @@ def training_arguments(job: FineTuneJob) -> dict:
     if spec.distributed.strategy == "deepspeed":
         training["deepspeed"] = DEEPSPEED_CONFIG  # resolved next to the config file
     training.update(fsdp_arguments(spec.distributed))
+    if spec.distributed.strategy == "ddp":
+        # The built-in tasks' models use every trainable parameter in each forward pass
+        # (LoRA's frozen base needs no gradient at all), so DDP need not walk the autograd
+        # graph after each step looking for unused ones, nor print on every rank that it
+        # found none. A model that leaves some unused sets ddpFindUnusedParameters: true.
+        training.setdefault("ddp_find_unused_parameters", False)
     if not has_eval_data(spec.dataset):
         training.setdefault("eval_strategy", "no")
     return training

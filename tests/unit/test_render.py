@@ -30,9 +30,10 @@ def test_quickstart_trainer_config_matches_golden():
 
 
 @pytest.mark.parametrize("distributed,expected", [
-    ({}, {"use_cpu": True}),
+    ({}, {"use_cpu": True, "ddp_find_unused_parameters": False}),
     ({"gpusPerNode": 8}, {}),
-    ({"strategy": "deepspeed"}, {"deepspeed": "deepspeed.json"}),
+    ({"strategy": "deepspeed"}, {"deepspeed": "deepspeed.json",
+                                 "ddp_find_unused_parameters": None}),
     ({"strategy": "fsdp"}, {"fsdp": "full_shard auto_wrap"}),
     ({"strategy": "fsdp", "fsdp": {"sharding": "hybrid_shard", "autoWrap": False,
                                    "offload": True}}, {"fsdp": "hybrid_shard offload"}),
@@ -41,7 +42,7 @@ def test_training_arguments_follow_distributed(distributed, expected):
     job = parse_job(with_changes({"spec.distributed": distributed}))
     training = render.training_arguments(job)
     for key, value in expected.items():
-        assert training[key] == value
+        assert training.get(key) == value
     if "gpusPerNode" in distributed:
         assert "use_cpu" not in training
     assert training["save_total_limit"] == 3
@@ -53,6 +54,11 @@ def test_user_training_arguments_win_over_defaults():
                                   "spec.training.reportTo": "tensorboard"}))
     training = render.training_arguments(job)
     assert training["logging_steps"] == 99 and training["report_to"] == "tensorboard"
+
+
+def test_a_model_with_unused_parameters_keeps_ddps_search_for_them():
+    job = parse_job(with_changes({"spec.training.ddpFindUnusedParameters": True}))
+    assert render.training_arguments(job)["ddp_find_unused_parameters"] is True
 
 
 @pytest.mark.parametrize("deepspeed,check", [

@@ -215,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(argv[0])
         except (OSError, ValueError, TypeError) as error:
             raise ConfigError(f"cannot read trainer config {argv[0]}: {error}") from None
-        return train(config, reporter_box)
+        exit_code = train(config, reporter_box)
+        if exit_code == 0 and dist.is_initialized():
+            # Left to the interpreter's exit, the process group's threads can outlive it
+            # and abort the rank ("terminate called without an active exception", exit 1)
+            # after a run that succeeded.
+            dist.destroy_process_group()
+        return exit_code
     except Exception as caught:  # noqa: BLE001 - re-raised unless we can say it in one line
         error = caught if isinstance(caught, TrainerError) else peer_lost(caught)
         if error is None:
