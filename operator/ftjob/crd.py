@@ -17,7 +17,7 @@ import yaml
 from . import GROUP, KIND, PLURAL, VERSION
 from .api.base import JOB_NAME, JOB_NAME_MAX_LENGTH
 from .api.spec import FineTuneJobSpec
-from .api.training_args import OWNED_BY_FTJOB, camel_case, training_argument_types
+from .api.training_args import settable_training_arguments, spellings
 from .api.training_rules import RANGES
 from .api.status import FineTuneJobStatus
 
@@ -97,9 +97,7 @@ def training_schema() -> dict:
     does not own, by its camelCase and snake_case names, with its type, choices and the
     range training_rules allows. Combinations of fields are the operator's to check."""
     properties = {}
-    for name, description in sorted(training_argument_types().items()):
-        if name in OWNED_BY_FTJOB:
-            continue
+    for name, description in sorted(settable_training_arguments().items()):
         schema = _argument_schema(description)
         allowed = RANGES.get(name)
         if allowed and schema.get("type") in ("integer", "number"):
@@ -107,9 +105,8 @@ def training_schema() -> dict:
                 schema.update(minimum=allowed.low, exclusiveMinimum=allowed.low_open)
             if allowed.high is not None:
                 schema.update(maximum=allowed.high, exclusiveMaximum=allowed.high_open)
-        properties[name] = schema
-        if camel_case(name) != name:
-            properties[camel_case(name)] = copy.deepcopy(schema)  # no YAML alias
+        for spelling in spellings(name):
+            properties[spelling] = copy.deepcopy(schema)  # no YAML alias
     return {"type": "object", "properties": properties,
             "description": FineTuneJobSpec.model_fields["training"].description}
 

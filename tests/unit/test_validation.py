@@ -184,6 +184,8 @@ BAD_CASES = {
     # The API server refuses these too (strict field validation, a structural schema).
     "null unknown training field": ({"spec.training.f": None}, (), "spec.training.f",
                                     ["not a Hugging Face TrainingArguments field"]),
+    "null field ftjob owns": ({"spec.training.saveTotalLimit": None}, (),
+                              "spec.training.saveTotalLimit", ["is not allowed here"]),
     "null unknown field": ({"spec.model.foo": None}, (), "spec.model.foo", ["unknown field"]),
     "yes-like word for a boolean": ({"spec.runPolicy": {"suspend": "on"}}, (),
                                     "spec.runPolicy.suspend", ["valid boolean"]),

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from . import base, pod
 from .kube_yaml import DocumentError, load_all, load_value
 from .spec import FineTuneJob
-from .training_args import camel_case, training_argument_types
+from .training_args import settable_training_arguments, spellings
 
 # Free-form parts of the spec, kept as written: a null there means "None" to the library.
 # Parts the CRD keeps as written (x-kubernetes-preserve-unknown-fields), nulls included: a
@@ -91,6 +91,11 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+def _field_names(model: type[BaseModel]) -> list[str]:
+    """A model's fields by their names on the wire."""
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = str(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -108,7 +113,7 @@ def _problems(error: ValidationError) -> list[tuple[str, str]]:
         loc = tuple(_short(part) if isinstance(part, str) else part for part in item["loc"])
         if item["type"] == "extra_forbidden":
             owner = _model_at(loc[:-1])
-            allowed = sorted(f.alias or n for n, f in owner.model_fields.items()) if owner else []
+            allowed = sorted(_field_names(owner)) if owner else []
             hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
             problems.append((_path(loc), f"unknown field{hint}"))
         elif item["type"] == "training_arguments":
@@ -125,12 +130,11 @@ def _known_keys(path: tuple) -> set[str] | None:
     """The field names the schema declares at `path`; None where any key is allowed (maps
     such as labels)."""
     if path in FREE_FORM_CHILDREN:
-        fields = training_argument_types()
-        return {*fields, *(camel_case(name) for name in fields)}
+        return {spelling for name in settable_training_arguments() for spelling in spellings(name)}
     owner = _model_at(path)
     if owner is None or owner.model_config.get("extra") != "forbid":
         return None
-    return {f.alias or n for n, f in owner.model_fields.items()}
+    return set(_field_names(owner))
 
 
 def as_api_server_reads(value: Any, path: tuple = ()) -> Any:
@@ -141,7 +145,8 @@ def as_api_server_reads(value: Any, path: tuple = ()) -> Any:
     if path in FREE_FORM or path[:-1] in FREE_FORM_CHILDREN:
         return value
     if isinstance(value, dict):
-        known = _known_keys(path)
+        # Only a null needs the schema's names (the common document has none).
+        known = _known_keys(path) if None in value.values() else None
         return {key: as_api_server_reads(item, (*path, key)) for key, item in value.items()
                 if item is not None or (known is not None and key not in known)}
     if isinstance(value, list):

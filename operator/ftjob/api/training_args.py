@@ -136,6 +136,17 @@ def training_argument_types() -> dict[str, Any]:
     return _table()["fields"]
 
 
+def settable_training_arguments() -> dict[str, Any]:
+    """The TrainingArguments fields a spec may set (ftjob owns the rest), with their types."""
+    return {name: description for name, description in training_argument_types().items()
+            if name not in OWNED_BY_FTJOB}
+
+
+def spellings(name: str) -> list[str]:
+    """The names spec.training takes for a field: snake_case, and camelCase where it differs."""
+    return [name] if camel_case(name) == name else [name, camel_case(name)]
+
+
 def training_argument_defaults() -> dict[str, Any]:
     return _table()["defaults"]
 
