@@ -6,8 +6,12 @@
     for event in client.watch("quickstart"):
         print(event)
     client.wait("quickstart")              # JobFailed if it failed instead
+    client.history("quickstart").training("loss")   # the loss curve, every attempt
+    client.download("quickstart", "model/")         # the exported model
 
-Jobs are validated here first, with the messages `ftjob validate` prints; what the API
+Storage (history, download) is read with this machine's credentials (AWS_ACCESS_KEY_ID, ...,
+as the provider's own tools read them) at the endpoint the job names, unless endpoint_url=
+or AWS_ENDPOINT_URL says where this machine reaches it. Jobs are validated here first, with the messages `ftjob validate` prints; what the API
 server still refuses comes back as the same kind of field-path message (SpecError). Every
 request has a timeout. No kopf: this is a client of the API, nothing more.
 """
@@ -15,6 +19,7 @@ request has a timeout. No kopf: this is a client of the API, nothing more.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from . import GROUP, PLURAL, VERSION
 from .api.load import SpecError, apply_overrides, parse_job, read_document
 from .api.spec import FineTuneJob, script_path_on_cluster
 from .api.status import CheckpointStatus, FineTuneJobStatus, Progress
+from .history import History
 
 REQUEST_TIMEOUT = 30  # seconds, every request
 TERMINAL = ("Succeeded", "Failed")
@@ -336,3 +342,63 @@ class Client:
             response.release_conn()
         if pending:
             yield pending.decode(errors="replace")
+
+    # -- storage --------------------------------------------------------------------------
+    def storage(self, name: str) -> dict[str, Any]:
+        """Where the job's checkpoints, history and model are: the storage section of the
+        trainer config the operator rendered for it."""
+        self._object(name)  # NotFound for a job that does not exist
+        config_map = f"{name}-trainer-config"
+        try:
+            found = self.core.read_namespaced_config_map(config_map, self.namespace,
+                                                         _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as error:
+            if error.status == 404:
+                raise ClientError(f"{name} has not started yet: its storage is not "
+                                  "decided") from None
+            raise _refusal(error, name, self.namespace) from None
+        except (HTTPError, OSError) as error:
+            raise ClientError(f"cannot reach the API server: {error}") from None
+        return json.loads(found.data["config.json"])["storage"]
+
+    @staticmethod
+    def _location(uri: str, job_endpoint: str | None, endpoint_url: str | None):
+        from ftjob_trainer.storage import Location
+
+        return Location(uri, endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or job_endpoint)
+
+    def history(self, name: str, endpoint_url: str | None = None) -> History:
+        """Every logged step, evaluation, checkpoint and attempt of the job so far, from
+        <checkpoints.uri>/events.jsonl (empty before the first step is logged)."""
+        from ftjob_trainer.errors import TrainerError
+
+        storage = self.storage(name)
+        location = self._location(storage["checkpoint_uri"],
+                                  storage.get("checkpoint_endpoint_url"), endpoint_url)
+        try:
+            return History.parse(location.read_text("events.jsonl"))
+        except FileNotFoundError:
+            return History([])
+        except TrainerError as error:
+            raise ClientError(f"cannot read {name}'s history: {error}") from None
+
+    def download(self, name: str, dest: str | Path, endpoint_url: str | None = None) -> Path:
+        """Copies the job's exported model (status.output.uri) into `dest`."""
+        from ftjob_trainer.errors import TrainerError
+
+        view = self.get(name)
+        if view.status.output is None:
+            raise ClientError(f"{name} has no exported model (phase "
+                              f"{view.status.phase or 'new'}): the model is exported when "
+                              "training succeeds")
+        storage = self.storage(name)
+        location = self._location(view.status.output.uri, storage.get("output_endpoint_url"),
+                                  endpoint_url)
+        dest = Path(dest)
+        try:
+            location.download_folder(dest)
+        except FileNotFoundError:
+            raise ClientError(f"{view.status.output.uri} is empty or gone") from None
+        except TrainerError as error:
+            raise ClientError(f"cannot download {name}'s model: {error}") from None
+        return dest

@@ -1,4 +1,5 @@
-"""`ftjob submit | list | status | watch | logs | suspend | resume | delete`: the SDK
+"""`ftjob submit | list | status | watch | logs | suspend | resume | delete | download |
+plot`: the SDK
 (ftjob.client) from a terminal. Each verb prints what a person wants to read and exits 0,
 or prints one line naming the problem and exits non-zero (1 for a refused spec, 2 for
 anything else the cluster refused or could not do, 3 when `watch` sees the job fail)."""
@@ -210,6 +211,36 @@ def cmd_delete(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    dest = _client(args).download(args.name, args.dest, endpoint_url=args.endpoint_url)
+    files = sum(1 for path in dest.rglob("*") if path.is_file())
+    print(f"Downloaded {args.name}'s model to {dest} ({files} files)")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    """A run folder of `ftjob run`, or a job on the cluster."""
+    from pathlib import Path
+
+    from .history import History, plot
+
+    if Path(args.name).is_dir():
+        try:
+            history, title = History.read(args.name), Path(args.name).resolve().name
+        except FileNotFoundError as error:
+            print(f"ftjob: {error}", file=sys.stderr)
+            return EXIT_CLUSTER
+    else:
+        history, title = _client(args).history(args.name, args.endpoint_url), args.name
+    if not history.training("loss")[0] and not history.evaluations():
+        print(f"ftjob: {args.name} has logged no step yet: nothing to plot", file=sys.stderr)
+        return EXIT_CLUSTER
+    output = args.output or f"{title}.png"
+    plot(history, title).savefig(output, dpi=110)
+    print(f"Wrote {output}")
+    return 0
+
+
 def add_commands(commands) -> None:
     """The cluster verbs, on the `ftjob` command's subparsers."""
     def verb(name: str, handler, help: str, job_name: bool = True):
@@ -240,3 +271,12 @@ def add_commands(commands) -> None:
     verb("suspend", cmd_suspend, "save a checkpoint and stop the pods")
     verb("resume", cmd_resume, "start again from the newest complete checkpoint")
     verb("delete", cmd_delete, "delete the job and what it owns (storage stays)")
+    download = verb("download", cmd_download, "copy the job's exported model to a folder")
+    download.add_argument("dest", metavar="DIR")
+    plot = verb("plot", cmd_plot, "draw loss, learning rate and eval metrics against step "
+                "(NAME: a job on the cluster, or the run folder of ftjob run)")
+    plot.add_argument("-o", "--output", default=None, help="PNG file (default: NAME.png)")
+    for sub in (download, plot):
+        sub.add_argument("--endpoint-url", default=None, help=(
+            "the storage endpoint as this machine reaches it (default: $AWS_ENDPOINT_URL, "
+            "else the job's)"))

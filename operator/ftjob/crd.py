@@ -10,6 +10,7 @@ fills them in and CEL rules can read every defaulted field without `has()`.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -17,7 +18,12 @@ import yaml
 from . import GROUP, KIND, PLURAL, VERSION
 from .api.base import JOB_NAME, JOB_NAME_MAX_LENGTH
 from .api.spec import FineTuneJobSpec
-from .api.training_args import settable_training_arguments, spellings
+from .api.training_args import (
+    settable_training_arguments,
+    spellings,
+    training_argument_defaults,
+    training_argument_help,
+)
 from .api.training_rules import RANGES
 from .api.status import FineTuneJobStatus
 
@@ -97,8 +103,11 @@ def training_schema() -> dict:
     does not own, by its camelCase and snake_case names, with its type, choices and the
     range training_rules allows. Combinations of fields are the operator's to check."""
     properties = {}
+    helps, defaults = training_argument_help(), training_argument_defaults()
     for name, description in sorted(settable_training_arguments().items()):
         schema = _argument_schema(description)
+        schema["description"] = (f"{helps.get(name, 'TrainingArguments.' + name)} "
+                                 f"(TrainingArguments.{name}, default {json.dumps(defaults.get(name))})")
         allowed = RANGES.get(name)
         if allowed and schema.get("type") in ("integer", "number"):
             if allowed.low is not None:

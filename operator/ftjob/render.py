@@ -33,6 +33,9 @@ class Placement:
     checkpoint_uri: str
     output_uri: str | None
     events_file: str | None = None
+    # Storage folder that keeps events_file across attempts (the cluster's pods are new
+    # each attempt; a local run folder keeps its own).
+    events_uri: str | None = None
     termination_log: str | None = None
     terminal: bool = True
     kubernetes_status: bool = False
@@ -143,6 +146,9 @@ def run_sections(job: FineTuneJob, placement: Placement) -> dict:
         },
         "reporting": {
             "events_file": placement.events_file,
+            "events_uri": placement.events_uri,
+            "events_endpoint_url": spec.checkpoints.endpoint_url if placement.events_uri
+            else None,
             "terminal": placement.terminal,
             "kubernetes_status": placement.kubernetes_status,
             "termination_log": placement.termination_log,

@@ -229,3 +229,22 @@ def test_helm_installs_a_chart_into_the_cluster(cluster, namespace, tmp_path):
     subprocess.run([*helm, "uninstall", "smoke", "--wait"], check=True, capture_output=True)
     assert cluster.kubectl("get", "deployment", "smoke", "-n", namespace,
                            check=False).returncode != 0
+
+
+def test_kubectl_explain_describes_every_dataset_and_status_field(cluster, crd):
+    # The API server publishes the CRD's schema as OpenAPI; explain reads it from there.
+    def explain(path: str) -> str:
+        return eventually(lambda: (lambda r: r.stdout if r.returncode == 0 else None)(
+            cluster.kubectl("explain", path, "--recursive=false", check=False)),
+            timeout=30, what=f"kubectl explain {path}")
+
+    dataset = explain("finetunejob.spec.dataset")
+    assert "The data; with spec.script" in dataset
+    fields = explain("finetunejob.spec.dataset").split("FIELDS:", 1)[1]
+    entries = [block for block in fields.strip().split("\n\n") if block.strip()]
+    names = [block.split()[0] for block in entries]
+    assert {"files", "maxLength", "textColumns", "splits"} <= set(names), names
+    undescribed = [block.split()[0] for block in entries if len(block.splitlines()) < 2]
+    assert not undescribed, undescribed
+    assert "Training throughput" in explain("finetunejob.status.progress.samplesPerSecond")
+    assert "TrainingArguments.learning_rate" in explain("finetunejob.spec.training.learningRate")

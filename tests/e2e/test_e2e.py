@@ -68,7 +68,8 @@ def succeeded_with_moving_progress(cluster, namespace: str, name: str) -> dict:
 
 
 def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
-        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path, capsys):
+        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path, capsys,
+        monkeypatch):
     job_file = tmp_path / "job.yaml"
     job_file.write_text(yaml.safe_dump(cluster_job("e2e", namespace, minilm_path,
                                                    storage.endpoint, max_steps=16)))
@@ -110,10 +111,36 @@ def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
     waited = cluster.kubectl("wait", "--for=condition=Succeeded", "finetunejob/e2e", "-n",
                              namespace, "--timeout=1s", check=False)
     assert waited.returncode == 0
+    history_plot_and_download(sdk, cluster, storage, tmp_path, monkeypatch, capsys)
+
+
+def history_plot_and_download(sdk, cluster, storage, tmp_path, monkeypatch, capsys):
+    """The metric history rank 0 kept in storage, its plot, and the exported model, read
+    from this machine with its own credentials as a user's laptop would."""
+    for key, value in storage.env.items():
+        monkeypatch.setenv(key, value)
+    history = sdk.history("e2e")
+    steps, losses = history.training("loss")
+    assert steps == list(range(1, 17)) and all(loss > 0 for loss in losses)  # loggingSteps 1
+    progress = [e["step"] for e in history.events if e["event"] == "progress"]
+    assert progress == sorted(progress)
+    assert history.checkpoints() == [4, 8, 12, 16] and history.restarts() == []
+    kube_args = ["-n", sdk.namespace, "--kubeconfig", str(cluster.kubeconfig)]
+    picture = tmp_path / "curves.png"
+    assert main(["plot", "e2e", "-o", str(picture), *kube_args]) == 0
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from ftjob.history import plot
+    (loss_line,) = [line for line in plot(history, "e2e").axes[0].get_lines()
+                    if line.get_label() == "loss"]
+    assert (list(loss_line.get_xdata()), list(loss_line.get_ydata())) == (steps, losses)
+    assert main(["download", "e2e", str(tmp_path / "model"), *kube_args]) == 0
+    assert "Downloaded e2e's model" in capsys.readouterr().out
+    for exported in ("config.json", "model.safetensors", "metrics.json"):
+        assert (tmp_path / "model" / exported).is_file(), exported
 
 
 def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
-        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path):
+        cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path, monkeypatch):
     job = cluster_job("kill", namespace, minilm_path, storage.endpoint, max_steps=60)
     cluster.apply(job, namespace=namespace)
     recorded = eventually(lambda: status_of(cluster, namespace, "kill").get("checkpoint"),
@@ -142,6 +169,13 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     assert resumed, log[-3000:]
     assert int(resumed.group(1)) == resume_step
     assert status["progress"]["step"] == 60
+    # The history in storage spans both attempts: attempt 2 marked where it resumed.
+    for key, value in storage.env.items():
+        monkeypatch.setenv(key, value)
+    history = Client(namespace=namespace, kubeconfig=str(cluster.kubeconfig)).history("kill")
+    assert history.restarts() == [(2, resume_step)]
+    assert {e["attempt"] for e in history.events if e["event"] == "progress"} == {1, 2}
+    assert history.training("loss")[0][-1] == 60
 
 
 def test_your_own_script_from_storage_trains_on_two_nodes_with_status_and_export(

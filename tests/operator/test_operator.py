@@ -317,6 +317,43 @@ def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):
     jobs.wait_phase("queued", "Succeeded")
 
 
+def scrape() -> dict[str, float]:
+    """The operator's /metrics as {series: value}."""
+    import urllib.request
+
+    from tests.conftest import OPERATOR_PORTS
+
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{OPERATOR_PORTS['metrics']}/metrics", timeout=10).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_per_job_metrics_follow_the_status_and_go_with_the_job(jobs, cluster):
+    jobs.create(finetunejob("watched", {"sim.ftjob.dev/hold": "true"}))
+    jobs.wait_phase("watched", "Running")
+    series = lambda metric: f'{metric}{{name="watched",namespace="{jobs.namespace}"}}'  # noqa
+    # What the trainer's status sink writes after a logged step.
+    cluster.kubectl("patch", "finetunejob", "watched", "-n", jobs.namespace, "--subresource",
+                    "status", "--type", "merge", "-p", json.dumps({"status": {"progress": {
+                        "step": 30, "maxSteps": 120, "percent": 25.0, "loss": 0.75,
+                        "samplesPerSecond": 12.5, "etaSeconds": 90,
+                        "updatedAt": "2026-01-01T00:00:00.000Z"}}}))
+    samples = eventually(lambda: (lambda s: s if series("ftjob_job_loss") in s else None)(
+        scrape()), what="the job's loss on /metrics")
+    assert samples[series("ftjob_job_progress_ratio")] == 0.25
+    assert samples[series("ftjob_job_loss")] == 0.75
+    assert samples[series("ftjob_job_samples_per_second")] == 12.5
+    assert samples[series("ftjob_job_eta_seconds")] == 90
+    assert samples[series("ftjob_job_restarts_total")] == 0
+    assert samples[series("ftjob_job_progress_timestamp_seconds")] == 1767225600.0
+    assert samples[f'ftjob_job_phase{{name="watched",namespace="{jobs.namespace}",'
+                   f'phase="Running"}}'] == 1
+    cluster.kubectl("delete", "finetunejob", "watched", "-n", jobs.namespace)
+    eventually(lambda: not any('name="watched"' in key for key in scrape()),
+               what="the deleted job's series to go")
+
+
 def test_liveness_and_prometheus_metrics(jobs):
     import urllib.request
 
@@ -334,11 +371,10 @@ def test_liveness_and_prometheus_metrics(jobs):
                  if c.status == psutil.CONN_LISTEN}
     assert ("127.0.0.1", OPERATOR_PORTS["metrics"]) in listening
     assert ("0.0.0.0", OPERATOR_PORTS["metrics"]) not in listening
-    text = urllib.request.urlopen(
-        f"http://127.0.0.1:{OPERATOR_PORTS['metrics']}/metrics").read().decode()
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-               for line in text.splitlines() if line and not line.startswith("#")}
+    samples = scrape()
     assert samples['ftjob_jobs{phase="Failed"}'] >= 1
     assert samples['ftjob_restarts_total{reason="Terminated"}'] >= 1
+    assert samples[f'ftjob_job_restarts_total{{name="metered",namespace="{jobs.namespace}"}}'] \
+        == 1
     assert samples["ftjob_reconcile_duration_seconds_count"] > 0
     assert samples['ftjob_api_requests_total{verb="create"}'] > 0

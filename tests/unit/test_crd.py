@@ -73,12 +73,35 @@ def test_crd_yaml_round_trips():
 
 def test_training_arguments_are_typed_in_the_crd_from_the_committed_table():
     training = schema()["properties"]["spec"]["properties"]["training"]["properties"]
-    assert training["learningRate"] == training["learning_rate"] == \
+    typed = lambda name: {k: v for k, v in training[name].items() if k != "description"}  # noqa
+    assert typed("learningRate") == typed("learning_rate") == \
         {"type": "number", "minimum": 0, "exclusiveMinimum": False}
     assert training["perDeviceTrainBatchSize"]["minimum"] == 1
     assert training["adamBeta2"]["maximum"] == 1 and training["adamBeta2"]["exclusiveMaximum"]
-    assert training["evalStrategy"] == {"type": "string", "enum": ["no", "steps", "epoch"]}
-    assert training["bf16"] == {"type": "boolean"}
-    assert training["reportTo"] == {"x-kubernetes-preserve-unknown-fields": True}  # a union
+    assert typed("evalStrategy") == {"type": "string", "enum": ["no", "steps", "epoch"]}
+    assert typed("bf16") == {"type": "boolean"}
+    assert typed("reportTo") == {"x-kubernetes-preserve-unknown-fields": True}  # a union
     for owned in ("outputDir", "output_dir", "deepspeed", "saveTotalLimit", "pushToHub"):
         assert owned not in training  # refused as unknown fields at admission
+
+
+def test_every_field_has_a_description_for_kubectl_explain():
+    undescribed = [path for path, node in walk(schema())
+                   if path not in ("$", "$.apiVersion", "$.kind", "$.metadata")
+                   and not path.endswith(("[]", "{}")) and not node.get("description")]
+    assert not undescribed, undescribed
+
+
+def test_training_arguments_are_described_with_their_hugging_face_help_and_default():
+    training = schema()["properties"]["spec"]["properties"]["training"]["properties"]
+    description = training["learningRate"]["description"]
+    assert "learning rate" in description.lower()
+    assert description.endswith("(TrainingArguments.learning_rate, default 5e-05)")
+    assert training["learning_rate"]["description"] == description
+
+
+def test_the_crd_fits_client_side_apply():
+    # kubectl apply (client side) keeps the whole object in an annotation, and annotations
+    # may total 256 KiB.
+    import json
+    assert len(json.dumps(build_crd(), separators=(",", ":"))) < 256 * 1024 * 0.9

@@ -75,6 +75,10 @@ class StorageArguments:
 @dataclass
 class ReportingArguments:
     events_file: str | None = field(default=None, metadata={"help": "JSON-lines event log"})
+    events_uri: str | None = field(default=None, metadata={
+        "help": "Storage folder that keeps the event log (events.jsonl) across attempts"})
+    events_endpoint_url: str | None = field(default=None, metadata={
+        "help": "S3-compatible endpoint of events_uri"})
     terminal: bool = field(default=True, metadata={"help": "Progress bar on rank 0"})
     kubernetes_status: bool = field(default=False)
     termination_log: str | None = field(

@@ -41,7 +41,8 @@ def _get_reporter() -> Reporter:
             from .supervise import load_script_config
 
             config = load_script_config(path)
-            _reporter = build_reporter(config.reporting, config.job)
+            # The supervisor keeps the event log in storage; the script only appends to it.
+            _reporter = build_reporter(config.reporting, config.job, stores_history=False)
             _job = config.job.name
     return _reporter
 

@@ -38,12 +38,20 @@ class Reporter:
                 close()
 
 
-def build_reporter(reporting, job) -> Reporter:
-    """Global rank 0's reporter: the sinks the config's reporting section asks for."""
+def build_reporter(reporting, job, stores_history: bool = True) -> Reporter:
+    """Global rank 0's reporter: the sinks the config's reporting section asks for. Of two
+    processes writing one event log (a script and its supervisor), only the one with
+    `stores_history` keeps it in storage."""
     sinks = []
     if reporting.terminal:
         sinks.append(TerminalSink())
-    if reporting.events_file:
+    if reporting.events_file and reporting.events_uri and stores_history:
+        from .history import StoredHistorySink
+        from .storage import Location
+
+        sinks.append(StoredHistorySink(reporting.events_file, Location(
+            reporting.events_uri, reporting.events_endpoint_url)))
+    elif reporting.events_file:
         sinks.append(JsonLinesSink(reporting.events_file))
     if reporting.kubernetes_status:
         from .kubernetes_status import KubernetesStatusSink

@@ -45,7 +45,10 @@ class ModelSpec(ApiModel):
         "What the model learns; a task with settings reads them from the spec section "
         "named after it (maskedLm, causalLm, tokenClassification, sft, dpo)"))
     num_labels: int | None = Field(None, ge=1, le=100_000)
+    """Classes of a sequence-classification head; inferred from the train labels if omitted"""
     trust_remote_code: bool = False
+    """Run the Python code a hub model ships (its own modeling files); only for models you
+    trust"""
 
 
 SCRIPT_PATH_ON_CLUSTER = (
@@ -81,24 +84,40 @@ class ScriptSpec(ApiModel):
 
 
 class LoraSpec(ApiModel):
+    """Parameter-efficient fine-tuning: train a LoRA adapter (peft) instead of every weight"""
+
     type: Literal["lora"] = "lora"
+    """The method; LoRA is the one supported"""
     r: int = Field(8, ge=1, le=1024)
+    """Rank of the low-rank update matrices"""
     alpha: float = Field(16, gt=0, le=4096)
+    """Scaling of the update (the update is multiplied by alpha / r)"""
     dropout: float = Field(0.05, ge=0, lt=1)
+    """Dropout on the adapter's input"""
     target_modules: list[ShortText] | None = bounded_list(64, default=None, min_length=1)
-    # Also export the adapter merged into the base weights (output's merged/), a plain
-    # Transformers model that loads without peft.
+    """Names of the modules that get an adapter (e.g. q_proj, v_proj); peft's default for
+    the architecture when omitted"""
     merge_on_export: bool = False
+    """Also export the adapter merged into the base weights (output's merged/), a plain
+    Transformers model that loads without peft"""
 
 
 class DatasetFiles(ApiModel):
+    """Data files by local path (ftjob run) or storage URI"""
+
     train: LongText
+    """The training data file"""
     eval: LongText | None = None
+    """The evaluation data file"""
 
 
 class DatasetSplits(ApiModel):
+    """Which splits of a hub dataset to use"""
+
     train: ShortText = "train"
+    """The training split"""
     eval: ShortText | None = "validation"
+    """The evaluation split"""
 
 
 EVAL_SPLIT_TWICE = "files.eval is the eval data; validationSplitPercentage makes it from train"
@@ -128,10 +147,14 @@ class DatasetSpec(ApiModel):
         "and causal-lm; one for masked-lm and token-classification (its words); [messages] "
         "or [prompt, completion] for sft; [prompt, chosen, rejected] for dpo"))
     label_column: ShortText | None = "label"
+    """The column holding the labels (classification) or tags (token-classification)"""
     splits: DatasetSplits = Field(default_factory=DatasetSplits)
     max_length: int = Field(128, ge=8, le=131_072)
+    """Tokens per example; longer texts are truncated"""
     max_train_samples: int | None = Field(None, ge=1)
+    """Use only the first N training rows (a quick trial run)"""
     max_eval_samples: int | None = Field(None, ge=1)
+    """Use only the first N evaluation rows"""
     validation_split_percentage: int | None = Field(None, ge=1, le=50, description=(
         "Without eval data (no files.eval, or a hub dataset without splits.eval), the first "
         "N% of the train rows become the eval split (run_mlm's validation_split_percentage)"))
@@ -148,9 +171,14 @@ class DatasetSpec(ApiModel):
 
 
 class DeepSpeedSpec(ApiModel):
+    """DeepSpeed ZeRO settings (strategy deepspeed); ftjob generates the DeepSpeed config"""
+
     zero_stage: Literal[0, 1, 2, 3] = 2
+    """ZeRO stage: 1 shards optimizer states, 2 also gradients, 3 also parameters"""
     offload_optimizer: bool = False
+    """Keep optimizer states in CPU memory"""
     offload_params: bool = False
+    """Keep parameters in CPU memory (needs zeroStage 3)"""
     config: dict[str, Any] | None = Field(
         None, description="A complete DeepSpeed config; replaces the generated one"
     )
@@ -163,15 +191,27 @@ class DeepSpeedSpec(ApiModel):
 
 
 class FsdpSpec(ApiModel):
+    """PyTorch FSDP settings (strategy fsdp)"""
+
     sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = "full_shard"
+    """What is sharded across ranks: full_shard (parameters, gradients, optimizer states),
+    shard_grad_op (gradients and optimizer states), hybrid_shard (full within a node,
+    replicated across nodes), no_shard (like DDP)"""
     auto_wrap: bool = True
+    """Wrap each transformer layer as its own FSDP unit"""
     offload: bool = False
+    """Keep parameters and gradients in CPU memory"""
 
 
 class ElasticSpec(ApiModel):
+    """torchrun's elastic rendezvous: the range of node counts the c10d rendezvous accepts"""
+
     min_nodes: int = Field(ge=1, le=1000)
+    """Fewest nodes training runs with"""
     max_nodes: int = Field(ge=1, le=1000)
+    """Most nodes training runs with"""
     max_restarts: int = Field(0, ge=0, le=100)
+    """Times torchrun restarts the workers of a node within one attempt"""
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -181,6 +221,8 @@ class ElasticSpec(ApiModel):
 
 
 class DistributedSpec(ApiModel):
+    """How many nodes and processes train, and how the model is spread over them"""
+
     model_config = ApiModel.model_config | {
         "json_schema_extra": cel(
             ("!has(self.deepspeed) || self.strategy == 'deepspeed'",
@@ -193,12 +235,16 @@ class DistributedSpec(ApiModel):
     }
 
     nodes: int = Field(1, ge=1, le=1000)
+    """Pods (one per node) in each attempt"""
     gpus_per_node: int = Field(0, ge=0, le=64)
+    """nvidia.com/gpu each pod requests; 0 trains on CPU"""
     procs_per_node: int | None = Field(
         None, ge=1, le=64, description="Processes per node; defaults to gpusPerNode, or 1 on CPU"
     )
     launcher: Launcher = "torchrun"
+    """What starts the processes on each node: torchrun or accelerate launch"""
     strategy: Strategy = "ddp"
+    """ddp (every rank holds the whole model), fsdp or deepspeed (sharded)"""
     deepspeed: DeepSpeedSpec | None = None
     fsdp: FsdpSpec | None = None
     elastic: ElasticSpec | None = None
@@ -219,6 +265,8 @@ class DistributedSpec(ApiModel):
 
 
 class CheckpointSpec(ApiModel):
+    """Where checkpoints are stored; each attempt resumes from the newest complete one"""
+
     uri: StorageUri | None = Field(
         None, description="Where checkpoints go; default from the operator's settings"
     )
@@ -243,15 +291,22 @@ class PushToHubSpec(ApiModel):
 
 
 class OutputSpec(ApiModel):
+    """Where the trained model goes"""
+
     uri: StorageUri | None = Field(None, description="Where the final model is exported")
     credentials_secret: Name | None = None
+    """Secret with the storage credentials of output.uri; default
+    checkpoints.credentialsSecret"""
     endpoint_url: EndpointUrl | None = Field(
         None, description="S3-compatible endpoint of output.uri; default checkpoints.endpointUrl")
     push_to_hub: PushToHubSpec | None = None
 
 
 class RunPolicy(ApiModel):
+    """Restarts, deadlines, queueing and checks around the run"""
+
     backoff_limit: int = Field(3, ge=0, le=100)
+    """Failed attempts restarted (from the newest checkpoint) before the job fails"""
     preflight: Literal["enforce", "warn", "off"] = Field("enforce", description=(
         "Checks before the first attempt requests a GPU. The data is loaded and prepared by "
         "the task's own code in a CPU-only pod (same image and credentials; storage is "
@@ -260,10 +315,15 @@ class RunPolicy(ApiModel):
         "before any GPU pod exists; warn: the condition says so and training starts "
         "anyway; off: no check. A spec.script job has no task to check its data with"))
     active_deadline_seconds: int | None = Field(None, ge=1)
+    """Seconds after the first attempt started at which the job fails (DeadlineExceeded)"""
     ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    """Seconds after the job finished at which it is deleted, with all it owns"""
     suspend: bool = False
+    """true stops the pods (their checkpoints stay); false resumes from the newest one"""
     queue_name: Name | None = None
+    """Kueue LocalQueue that admits the job"""
     priority_class_name: Name | None = None
+    """PriorityClass of the pods (and Kueue's workload priority)"""
 
 
 # What a running job is made of cannot change under it; these stay editable: suspend to
@@ -310,6 +370,8 @@ SCRIPT_EXCLUDES = f"spec.script runs your own program: {', '.join(TASK_FIELDS)},
 
 
 class FineTuneJobSpec(ApiModel):
+    """What to fine-tune, on which data, how, on how many nodes, and where the results go"""
+
     model_config = ApiModel.model_config | {"json_schema_extra": cel(
         *[_immutable(field) for field in IMMUTABLE_SPEC_FIELDS],
         *[_immutable_run_policy(field) for field in ("queueName", "priorityClassName")],
@@ -336,6 +398,9 @@ class FineTuneJobSpec(ApiModel):
         description="Hugging Face TrainingArguments, camelCase or snake_case names",
     )
     metrics: list[ShortText] = bounded_list(16, default_factory=list)
+    """Evaluation metrics: for sequence-classification any evaluate metric (accuracy, f1,
+    ...); token-classification precision, recall, f1, accuracy; masked-lm and causal-lm
+    perplexity, accuracy; sft perplexity; none for dpo"""
     masked_lm: MaskedLmSpec | None = None
     causal_lm: CausalLmSpec | None = None
     token_classification: TokenClassificationSpec | None = None

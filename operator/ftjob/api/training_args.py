@@ -91,6 +91,15 @@ def json_default(field: dataclasses.Field) -> Any:
         return repr(value)
 
 
+def short_help(field: dataclasses.Field) -> str | None:
+    """The field's help text cut to its first sentence: its description in the CRD."""
+    text = " ".join(str(field.metadata.get("help") or "").split())
+    if not text:
+        return None
+    sentence = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0].rstrip(".")
+    return sentence if len(sentence) <= 240 else sentence[:237].rstrip() + "..."
+
+
 def generate_table() -> dict:
     """The table for the installed transformers (imports torch: slow, so it is committed).
     `transformers` records which version it was made from; only `fields` and `defaults`
@@ -102,7 +111,8 @@ def generate_table() -> dict:
     fields = [f for f in dataclasses.fields(TrainingArguments) if f.init]
     return {"transformers": transformers.__version__,
             "fields": {f.name: describe_type(hints.get(f.name, Any)) for f in fields},
-            "defaults": {f.name: json_default(f) for f in fields}}
+            "defaults": {f.name: json_default(f) for f in fields},
+            "help": {f.name: help for f in fields if (help := short_help(f))}}
 
 
 def table_changes(committed: dict, current: dict) -> list[str]:
@@ -149,6 +159,11 @@ def spellings(name: str) -> list[str]:
 
 def training_argument_defaults() -> dict[str, Any]:
     return _table()["defaults"]
+
+
+def training_argument_help() -> dict[str, str]:
+    """Field name -> the first sentence of its Hugging Face help text."""
+    return _table().get("help", {})
 
 
 def _enum_values(description: Any) -> list | None:

@@ -13,15 +13,16 @@ import sys
 import time
 
 import kopf
+import pydantic
 
 from .. import GROUP, PLURAL, VERSION
+from ..api.status import PHASES, FineTuneJobStatus
 from . import metrics
 from .decide import TERMINAL
 from .manifests import JOB_NAME_LABEL, Defaults
 from .reconcile import forget, reconcile
 from .settings import OperatorSettings, SettingsError
 from .workqueue import WorkQueue
-
 
 
 def load_settings() -> OperatorSettings:
@@ -128,8 +129,8 @@ async def attempt_jobs(namespace, labels, body, **_):
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def finetunejob_changed(type, namespace, name, body, **_):
-    metrics.observe_phase(body.metadata.uid, body.status.get("phase"),
-                          deleted=type == "DELETED")
+    metrics.observe_job(body.metadata.uid, None if type == "DELETED" else
+                        metrics.JobSample.of(namespace, name, read_status(body.status)))
     if type == "DELETED":
         _queue.forget((namespace, name))
         forget(body.metadata.uid)
@@ -140,6 +141,15 @@ async def finetunejob_changed(type, namespace, name, body, **_):
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "ftjob"})
 async def attempt_job_changed(namespace, labels, **_):
     _queue.add((namespace, labels.get(JOB_NAME_LABEL)), SETTINGS.batch_seconds)
+
+
+def read_status(status) -> FineTuneJobStatus:
+    """The typed status; a status someone else wrote badly counts as the phase alone."""
+    try:
+        return FineTuneJobStatus.model_validate(dict(status))
+    except pydantic.ValidationError:
+        phase = status.get("phase")
+        return FineTuneJobStatus(phase=phase if phase in PHASES else None)
 
 
 def observe(key: tuple[str, str]) -> tuple[dict | None, list[dict]]:

@@ -1,14 +1,18 @@
 """Prometheus metrics of the operator: jobs by phase, reconcile latency, restarts by reason,
-API requests and errors. Served at /metrics on FTJOB_METRICS_ADDRESS:FTJOB_METRICS_PORT
-(default 0.0.0.0:9090)."""
+API requests and errors, and each job's progress. Served at /metrics on
+FTJOB_METRICS_ADDRESS:FTJOB_METRICS_PORT (default 0.0.0.0:9090).
+
+The per-job series (`ftjob_job_*`, labelled namespace and name) are read at scrape time from
+the status every watch event brings, so they cost no API call and vanish with the job."""
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from dataclasses import dataclass
 
-PHASES = ("Pending", "Suspended", "Initializing", "Running", "Restarting", "Succeeded",
-          "Failed")
+from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..api.status import PHASES, FineTuneJobStatus
 
 RECONCILE_SECONDS = Histogram(
     "ftjob_reconcile_duration_seconds", "Time to observe, decide and act for one FineTuneJob",
@@ -19,32 +23,95 @@ API_REQUESTS = Counter("ftjob_api_requests", "Kubernetes API calls", ["verb"])
 API_ERRORS = Counter("ftjob_api_errors", "Kubernetes API calls that failed (other than "
                      "not-found and already-exists)", ["verb"])
 
+JOB_LABELS = ["namespace", "name"]
 
-class _JobsByPhase:
-    """Read at scrape time: the phase of every FineTuneJob the operator sees."""
+
+@dataclass(frozen=True)
+class JobSample:
+    """What the per-job series show of one FineTuneJob: its status, reduced to numbers."""
+
+    namespace: str
+    name: str
+    phase: str
+    restarts: int
+    progress_ratio: float | None = None
+    loss: float | None = None
+    samples_per_second: float | None = None
+    eta_seconds: float | None = None
+    updated_at: float | None = None
+
+    @classmethod
+    def of(cls, namespace: str, name: str, status: FineTuneJobStatus) -> JobSample:
+        progress = status.progress
+        if progress is None:
+            return cls(namespace, name, status.phase or "Pending", status.restarts)
+        ratio = progress.percent / 100 if progress.percent is not None else (
+            progress.step / progress.max_steps if progress.max_steps else None)
+        return cls(namespace, name, status.phase or "Pending", status.restarts,
+                   progress_ratio=ratio, loss=progress.loss,
+                   samples_per_second=progress.samples_per_second,
+                   eta_seconds=progress.eta_seconds,
+                   updated_at=progress.updated_at_timestamp())
+
+
+# name, help, the JobSample field it reads
+JOB_GAUGES = (
+    ("ftjob_job_progress_ratio", "Share of the job's training steps done (0 to 1)",
+     "progress_ratio"),
+    ("ftjob_job_loss", "The job's latest training loss", "loss"),
+    ("ftjob_job_samples_per_second", "The job's training throughput, samples per second",
+     "samples_per_second"),
+    ("ftjob_job_eta_seconds", "Seconds of training the job has left, estimated",
+     "eta_seconds"),
+    ("ftjob_job_progress_timestamp_seconds",
+     "Unix time of the job's latest progress report", "updated_at"),
+)
+
+
+class _Jobs:
+    """Read at scrape time: every FineTuneJob the operator sees, by its uid."""
 
     def __init__(self):
-        self.phases: dict[str, str] = {}
+        self.samples: dict[str, JobSample] = {}
+
+    def describe(self):
+        # Names without samples, so the registry knows them before any job exists.
+        yield GaugeMetricFamily("ftjob_jobs", "FineTuneJobs by phase", labels=["phase"])
+        yield GaugeMetricFamily("ftjob_job_phase", "1 for the phase the job is in",
+                                labels=[*JOB_LABELS, "phase"])
+        for name, help_text, _ in JOB_GAUGES:
+            yield GaugeMetricFamily(name, help_text, labels=JOB_LABELS)
+        yield CounterMetricFamily("ftjob_job_restarts", "Attempts of the job restarted",
+                                  labels=JOB_LABELS)
 
     def collect(self):
-        jobs = GaugeMetricFamily("ftjob_jobs", "FineTuneJobs by phase", labels=["phase"])
-        counts = {phase: 0 for phase in PHASES}
-        for phase in list(self.phases.values()):
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase, count in counts.items():
-            jobs.add_metric([phase], count)
-        yield jobs
+        jobs, phase, *gauges, restarts = self.describe()
+        samples = list(self.samples.values())
+        counts = {name: 0 for name in PHASES}
+        for sample in samples:
+            counts[sample.phase] = counts.get(sample.phase, 0) + 1
+            labels = [sample.namespace, sample.name]
+            phase.add_metric([*labels, sample.phase], 1)
+            restarts.add_metric(labels, sample.restarts)
+            for gauge, (_, _, field) in zip(gauges, JOB_GAUGES):
+                value = getattr(sample, field)
+                if value is not None:
+                    gauge.add_metric(labels, value)
+        for name, count in counts.items():
+            jobs.add_metric([name], count)
+        yield from (jobs, phase, *gauges, restarts)
 
 
-JOBS = _JobsByPhase()
+JOBS = _Jobs()
 REGISTRY.register(JOBS)
 
 
-def observe_phase(uid: str, phase: str | None, deleted: bool = False) -> None:
-    if deleted:
-        JOBS.phases.pop(uid, None)
+def observe_job(uid: str, sample: JobSample | None) -> None:
+    """Records a job's latest status; None when it was deleted."""
+    if sample is None:
+        JOBS.samples.pop(uid, None)
     else:
-        JOBS.phases[uid] = phase or "Pending"
+        JOBS.samples[uid] = sample
 
 
 def serve(address: str, port: int) -> int:

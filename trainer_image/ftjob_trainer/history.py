@@ -1,0 +1,75 @@
+"""The job's metric history in storage: `<checkpoints.uri>/events.jsonl`, every event rank 0
+reported (logged steps, evaluations, checkpoints, restarts as a new attempt's `started`),
+across attempts.
+
+Events go to the local JSON-lines file at once, so training never waits on storage; a
+thread copies the file to storage when it has grown, every few seconds, and once more when
+the run ends. A new attempt first fetches what the last one left, so the history spans
+restarts; a failed attempt's last few seconds may be missing (its steps after the last
+checkpoint are trained again anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from .reporting import JsonLinesSink
+from .storage import Location
+
+logger = logging.getLogger(__name__)
+
+HISTORY_FILE = "events.jsonl"
+SYNC_SECONDS = 10.0
+
+
+class StoredHistorySink(JsonLinesSink):
+    """A JSON-lines event log that is also kept in storage."""
+
+    def __init__(self, path: str | Path, location: Location, name: str = HISTORY_FILE,
+                 sync_seconds: float = SYNC_SECONDS):
+        self.location, self.name = location, name
+        path = Path(path)
+        if not path.exists() or path.stat().st_size == 0:
+            self._restore(path)
+        super().__init__(path)
+        self._synced_size = self.path.stat().st_size
+        self._stop = threading.Event()
+        self._sync_seconds = sync_seconds
+        self._thread = threading.Thread(target=self._sync_loop, daemon=True,
+                                        name="history-sync")
+        self._thread.start()
+
+    def _restore(self, path: Path) -> None:
+        """The history the earlier attempts left, if any."""
+        try:
+            earlier = self.location.read_text(self.name)
+        except FileNotFoundError:
+            return
+        except Exception as error:  # noqa: BLE001 - history is never worth failing a run
+            logger.warning("Could not read the earlier metric history: %s", error)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(earlier if earlier.endswith("\n") or not earlier else earlier + "\n")
+
+    def sync(self) -> None:
+        """Copies the file to storage if it grew since the last copy."""
+        size = self.path.stat().st_size
+        if size == self._synced_size:
+            return
+        try:
+            self.location.write_text(self.path.read_text(), self.name)
+            self._synced_size = size
+        except Exception as error:  # noqa: BLE001 - tried again at the next sync
+            logger.warning("Could not store the metric history: %s", error)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self._sync_seconds):
+            self.sync()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        super().close()
+        self.sync()
