@@ -43,6 +43,36 @@ def test_lint_and_server_side_dry_run_of_every_mode(cluster, crd):
         assert not problems, (mode, problems)
 
 
+def test_monitoring_dashboard_and_alert_rules(cluster):
+    import json
+
+    cluster.kubectl("create", "namespace", "ftjob-system", check=False)
+    rendered = helm(cluster, "template", "ftjob", str(CHART), "-n", "ftjob-system",
+                    "--set", "metrics.dashboard.enabled=true",
+                    "--set", "metrics.serviceMonitor.enabled=true",
+                    "--set", "metrics.prometheusRule.enabled=true",
+                    "--set", "metrics.prometheusRule.noProgressMinutes=45").stdout
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered) if doc}
+    dashboard = next(doc for doc in yaml.safe_load_all(rendered)
+                     if doc and doc["metadata"]["name"].endswith("-dashboard"))
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["ftjob.json"]) == \
+        json.loads((CHART / "files/dashboard.json").read_text())
+    # The per-job series keep their namespace and name labels through the scrape.
+    assert objects["ServiceMonitor"]["spec"]["endpoints"][0]["honorLabels"] is True
+    rules = {rule["alert"]: rule for group in objects["PrometheusRule"]["spec"]["groups"]
+             for rule in group["rules"]}
+    assert set(rules) == {"FineTuneJobNoProgress", "FineTuneJobRestartStorm",
+                          "FtjobReconcileSlow"}
+    assert "> 2700" in rules["FineTuneJobNoProgress"]["expr"]
+    assert "{{ $labels.name }}" in rules["FineTuneJobNoProgress"]["annotations"]["summary"]
+    dry_run = cluster.kubectl("apply", "--dry-run=server", "-f", "-",
+                              input=yaml.safe_dump(dashboard), check=False)
+    assert dry_run.returncode == 0, dry_run.stderr
+    off = helm(cluster, "template", "ftjob", str(CHART)).stdout
+    assert "grafana_dashboard" not in off and "PrometheusRule" not in off
+
+
 @pytest.mark.parametrize("values, message", [
     (["--set", "bogus=1"], "additional properties 'bogus' not allowed"),
     (["--set", "watch.mode=namespaces"], "minItems"),

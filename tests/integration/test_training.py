@@ -76,6 +76,11 @@ def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
     if strategy == "fsdp":
         assert config["training"]["fsdp"].startswith("full_shard")
     if strategy == "ddp":
+        # The terminal shows ftjob's bar and nothing per rank: no DDP notice about unused
+        # parameters, no dataset-map or model-shard bars from the libraries.
+        output = result.stdout + result.stderr
+        for noise in ("find_unused_parameters", "Writing model shards", "Map:"):
+            assert noise not in output, (noise, output[-3000:])
         # Each progress event carries its own step's values (the Trainer's log history says
         # which loss each step had), never the step before's under a new step number.
         history = json.loads((run.run_dir / "checkpoints/checkpoint-4/trainer_state.json")

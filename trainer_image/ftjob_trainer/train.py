@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import datasets
 import torch.distributed as dist
 import transformers
 from transformers import PrinterCallback, Trainer, set_seed
@@ -198,6 +199,15 @@ def train(config: Config, reporter_box: list) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Warnings only, and no progress bars but ftjob's own: each rank would otherwise draw
+    its own bars for dataset maps, hub downloads and the model shards of every checkpoint
+    save into the user's terminal."""
+    transformers.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()  # hub downloads too
+    datasets.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # A rank whose launcher is gone stops: SIGTERM, so it saves if it can.
@@ -207,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 64
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO)
-    transformers.utils.logging.set_verbosity_warning()
+    quiet_libraries()
     config = None
     reporter_box: list[Reporter] = []
     try:
