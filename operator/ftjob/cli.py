@@ -93,6 +93,13 @@ def cmd_crd(args) -> int:
     return 0
 
 
+def cmd_completion(args) -> int:
+    from .completion import completion_script
+
+    sys.stdout.write(completion_script(parser(), args.shell))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ftjob", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -119,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
     crd = commands.add_parser("crd", help="print the FineTuneJob CRD")
     crd.set_defaults(handler=cmd_crd)
     add_commands(commands)
+    completion = commands.add_parser("completion", help=(
+        "print a shell completion script: source <(ftjob completion bash)"))
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(handler=cmd_completion)
     return top
 
 

@@ -137,6 +137,9 @@ def cmd_submit(args) -> int:
 
 def cmd_list(args) -> int:
     views = _client(args).list()
+    if args.output == "name":  # for scripts and shell completion
+        print("\n".join(view.name for view in views))
+        return 0
     if not views:
         print("No FineTuneJobs.")
         return 0
@@ -260,7 +263,9 @@ def add_commands(commands) -> None:
     submit.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                         help="override a field, e.g. --set training.maxSteps=20")
     submit.add_argument("--watch", action="store_true", help="then follow it as `watch` does")
-    verb("list", cmd_list, "the namespace's FineTuneJobs", False)
+    listing = verb("list", cmd_list, "the namespace's FineTuneJobs", False)
+    listing.add_argument("-o", "--output", choices=["table", "name"], default="table",
+                         help="name: one job name per line")
     verb("status", cmd_status, "one job: phase, progress, checkpoint, metrics, conditions")
     verb("watch", cmd_watch, "follow a job's progress until it finishes")
     logs = verb("logs", cmd_logs, "the trainer's output on one node")

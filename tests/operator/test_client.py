@@ -136,6 +136,7 @@ def test_the_cluster_verbs_of_the_ftjob_command(cluster, namespace, operator, tm
     header, row = listed.splitlines()
     assert header.split() == ["NAME", "PHASE", "PROGRESS", "STEP", "LOSS", "ETA", "AGE"]
     assert row.split()[:6] == ["cli", "Running", "40%", "12/30", "0.5312", "1h02m"]
+    assert ftjob("list", "-o", "name")[:2] == (0, "cli\n")  # what shell completion offers
     code, status, _ = ftjob("status", "cli")
     assert "Progress:   step 12/30 (40%), loss 0.5312" in status
     assert "Conditions:" in status and "AllPodsReady" in status
