@@ -13,6 +13,9 @@ S3 server (SeaweedFS), alternating, ROUNDS times each. Prints, from the same run
   which it never does on a cluster, so its CPU seconds are printed, and the same ftjob run
   with `file://` checkpoints (the same uploader and markers, no server) gives the ratio
   without it.
+- DDP without the unused-parameter search: the file:// run against the same run with
+  `ddpFindUnusedParameters: true` (Hugging Face's default, which ftjob turns off under
+  strategy ddp).
 
     make bench-trainer        # or: python -m bench.trainer_bench [--rounds N]
 """
@@ -65,8 +68,9 @@ def run_plain(work: Path, round_index: int) -> dict:
             "first_step_seconds": result["firstStepAt"] - started}
 
 
-def ftjob_job(name: str, storage: str) -> dict:
+def ftjob_job(name: str, storage: str, training_overrides: dict | None = None) -> dict:
     training = {camel_case(k): v for k, v in TRAINING.items() if k not in OWNED_BY_FTJOB}
+    training.update(training_overrides or {})
     return {
         "apiVersion": "ftjob.dev/v1alpha1", "kind": "FineTuneJob",
         "metadata": {"name": name},
@@ -93,10 +97,11 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
-def run_ftjob(work: Path, round_index: int, s3_env: dict, storage: str, server_pid: int) -> dict:
-    name = f"bench-{'s3' if storage.startswith('s3') else 'file'}-{round_index}"
+def run_ftjob(work: Path, round_index: int, s3_env: dict, storage: str, server_pid: int,
+              training_overrides: dict | None = None, arm: str = "") -> dict:
+    name = f"bench-{'s3' if storage.startswith('s3') else 'file'}{arm}-{round_index}"
     job_file = work / f"{name}.yaml"
-    job_file.write_text(yaml.safe_dump(ftjob_job(name, storage)))
+    job_file.write_text(yaml.safe_dump(ftjob_job(name, storage, training_overrides)))
     server_cpu = cpu_seconds(server_pid)
     started = time.time()
     subprocess.run([sys.executable, "-m", "ftjob.cli", "run", str(job_file), "--run-root",
@@ -124,16 +129,20 @@ def main() -> int:
         server = start_seaweedfs(work / "seaweedfs", niceness=15)
         try:
             server.create_bucket("bench")
-            plain, ftjob, local = [], [], []
+            plain, ftjob, local, unused_search = [], [], [], []
             pid = server.process.pid
             for index in range(args.rounds):
                 plain.append(run_plain(work, index))
                 ftjob.append(run_ftjob(work, index, server.env, "s3://bench", pid))
                 local.append(run_ftjob(work, index, server.env, (work / "store").as_uri(),
                                        pid))
+                unused_search.append(run_ftjob(
+                    work, index, server.env, (work / "store").as_uri(), pid,
+                    {"ddpFindUnusedParameters": True}, arm="-find-unused"))
                 print(f"round {index + 1}: plain        {plain[-1]}\n"
                       f"         ftjob s3     {ftjob[-1]}\n"
-                      f"         ftjob file:// {local[-1]}", flush=True)
+                      f"         ftjob file:// {local[-1]}\n"
+                      f"         ftjob file://, find unused {unused_search[-1]}", flush=True)
         finally:
             server.stop()
 
@@ -158,6 +167,10 @@ def main() -> int:
           "per run)")
     print(f"  same, checkpoints to file://:         {throughput_local:.3f}  (no server on "
           "the training cores)")
+    without_search = median(local, "samples_per_second") / median(unused_search,
+                                                                  "samples_per_second")
+    print(f"  DDP without / with the unused-parameter search (file://): {without_search:.3f}"
+          f"  ({median(unused_search, 'samples_per_second'):.2f} samples/s with it)")
     print(f"time-to-first-step ratio (ftjob/plain): {first_step:.3f}")
     print(f"upload stall / synchronous upload:      {stall:.3f}  (target <= 0.10; "
           f"{sum(r['stall_seconds'] for r in ftjob):.2f} s blocked vs "

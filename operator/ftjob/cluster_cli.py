@@ -244,6 +244,32 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_upload(args) -> int:
+    """A file or a folder's files to storage, for data and scripts the pods read."""
+    from pathlib import Path
+
+    from ftjob_trainer.errors import TrainerError
+    from ftjob_trainer.storage import Location, is_storage_uri, local_files
+
+    source = Path(args.source)
+    if not source.exists():
+        print(f"ftjob: {source} does not exist", file=sys.stderr)
+        return EXIT_CLUSTER
+    if not is_storage_uri(args.uri):
+        print(f"ftjob: {args.uri} is not a storage URI (s3://, gs://, az://, file://)",
+              file=sys.stderr)
+        return EXIT_CLUSTER
+    root, files = (source, local_files(source)) if source.is_dir() else \
+        (source.parent, [source.name])
+    try:
+        Location(args.uri, args.endpoint_url).upload_files(root, files)
+    except TrainerError as error:
+        print(f"ftjob: {error}", file=sys.stderr)
+        return EXIT_CLUSTER
+    print(f"Uploaded {len(files)} file{'s' if len(files) != 1 else ''} to {args.uri}")
+    return 0
+
+
 def add_commands(commands) -> None:
     """The cluster verbs, on the `ftjob` command's subparsers."""
     def verb(name: str, handler, help: str, job_name: bool = True):
@@ -281,7 +307,12 @@ def add_commands(commands) -> None:
     plot = verb("plot", cmd_plot, "draw loss, learning rate and eval metrics against step "
                 "(NAME: a job on the cluster, or the run folder of ftjob run)")
     plot.add_argument("-o", "--output", default=None, help="PNG file (default: NAME.png)")
-    for sub in (download, plot):
+    upload = commands.add_parser("upload", help=(
+        "copy a file or a folder's files to storage (data or a script for the pods)"))
+    upload.add_argument("source", metavar="PATH")
+    upload.add_argument("uri", metavar="URI")
+    upload.set_defaults(handler=cmd_upload)
+    for sub in (download, plot, upload):
         sub.add_argument("--endpoint-url", default=None, help=(
             "the storage endpoint as this machine reaches it (default: $AWS_ENDPOINT_URL, "
             "else the job's)"))
