@@ -8,8 +8,19 @@ from datetime import datetime, timedelta
 import pytest
 
 from ftjob.api.load import parse_job
-from ftjob.controller.decide import (
-    Observed, attempt_to_read, decide, restart_delay, timestamp)
+from ftjob.api.status import FineTuneJobStatus
+from ftjob.controller import decide as decisions
+from ftjob.controller.decide import Observed, attempt_to_read, restart_delay, timestamp
+
+
+def decide(observed: Observed):
+    """The decision, whose status must be one the typed status model (which generates the
+    CRD's status schema, and through which the SDK, the CLI and the metrics read it)
+    accepts as it is, field for field."""
+    plan = decisions.decide(observed)
+    typed = FineTuneJobStatus.model_validate(plan.status, strict=True)
+    assert typed.model_dump(by_alias=True, exclude_unset=True) == plan.status
+    return plan
 
 NOW = datetime(2026, 11, 22, 12, 0, 0)
 
