@@ -121,6 +121,12 @@ def apply_environment(raw: dict) -> dict:
         raw["storage"]["work_dir"] = os.environ["FTJOB_WORK_DIR"]
     if os.environ.get("FTJOB_ATTEMPT"):
         raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
+    # The job's S3-compatible endpoint (checkpoints.endpointUrl, or the operator's default)
+    # serves every s3:// URI it names, its data and model too, unless the environment
+    # (the credentials Secret) names one: the pods' credentials Secret carries only keys.
+    endpoint = raw.get("storage", {}).get("checkpoint_endpoint_url")
+    if endpoint and not os.environ.get("AWS_ENDPOINT_URL"):
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
     return raw
 
 
