@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 Series = tuple[list[int], list[float]]
+# The Trainer's timing figures among the eval metrics.
+TIMINGS = ("_runtime", "_per_second")
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,12 @@ class History:
                              if e["event"] == "progress")
 
     def evaluations(self) -> dict[str, Series]:
-        """Each numeric eval metric by step."""
+        """Each numeric eval metric by step (how well, not how fast: no runtime or
+        per-second figures)."""
         names = sorted({name for e in self.events if e["event"] == "eval"
                         for name, value in (e.get("metrics") or {}).items()
-                        if isinstance(value, (int, float)) and name != "epoch"})
+                        if isinstance(value, (int, float)) and name != "epoch"
+                        and not name.endswith(TIMINGS)})
         return {name: self._by_step((e.get("step"), (e.get("metrics") or {}).get(name))
                                     for e in self.events if e["event"] == "eval")
                 for name in names}
@@ -79,7 +83,10 @@ def plot(history: History, title: str):
     from matplotlib.figure import Figure
 
     evaluations = history.evaluations()
-    panels = [("training loss", {"loss": history.training("loss")}),
+    losses = {"loss": history.training("loss")}
+    if "eval_loss" in evaluations:  # on the training loss's scale
+        losses["eval_loss"] = evaluations.pop("eval_loss")
+    panels = [("loss", losses),
               ("learning rate", {"learning rate": history.training("learningRate")})]
     if evaluations:
         panels.append(("evaluation", evaluations))

@@ -22,8 +22,9 @@ TWO_ATTEMPTS = lines(
     {"event": "progress", "attempt": 1, "step": 1, "loss": 1.0, "learningRate": 0.1},
     {"event": "progress", "attempt": 1, "step": 2, "loss": 0.9, "learningRate": 0.09},
     {"event": "checkpoint", "attempt": 1, "step": 2, "uri": "s3://b/c/checkpoint-2"},
-    {"event": "eval", "attempt": 1, "step": 2, "metrics": {"eval_loss": 0.8,
-                                                           "eval_accuracy": 0.5, "epoch": 1}},
+    {"event": "eval", "attempt": 1, "step": 2, "metrics": {
+        "eval_loss": 0.8, "eval_accuracy": 0.5, "epoch": 1, "eval_runtime": 2.1,
+        "eval_samples_per_second": 180.0}},
     {"event": "progress", "attempt": 1, "step": 3, "loss": 0.85, "learningRate": 0.08},
     {"event": "started", "attempt": 2, "step": 2, "maxSteps": 6},
     {"event": "progress", "attempt": 2, "step": 3, "loss": 0.7, "learningRate": 0.08},
@@ -51,9 +52,14 @@ def test_the_plot_draws_the_histories_points():
     loss_axes, lr_axes, eval_axes = figure.axes
     (loss,) = [line for line in loss_axes.get_lines() if line.get_label() == "loss"]
     assert (list(loss.get_xdata()), list(loss.get_ydata())) == history.training("loss")
-    drawn = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
-             for line in eval_axes.get_lines() if not line.get_label().startswith("_")}
-    assert drawn == history.evaluations()
+    def drawn(axes):
+        return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+                for line in axes.get_lines() if not line.get_label().startswith("_")}
+
+    # eval_loss beside the training loss, on its scale; the other metrics below.
+    assert drawn(loss_axes) == {"loss": history.training("loss"),
+                                "eval_loss": history.evaluations()["eval_loss"]}
+    assert drawn(eval_axes) == {"eval_accuracy": history.evaluations()["eval_accuracy"]}
     marks = [line.get_xdata()[0] for line in lr_axes.get_lines()
              if line.get_label().startswith("_")]
     assert sorted(marks) == [2, 2]  # checkpoint-2 and attempt 2's start
