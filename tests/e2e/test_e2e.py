@@ -71,8 +71,9 @@ def test_kubectl_apply_trains_on_two_nodes_and_reports_progress(
         cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path, capsys,
         monkeypatch):
     job_file = tmp_path / "job.yaml"
-    job_file.write_text(yaml.safe_dump(cluster_job("e2e", namespace, minilm_path,
-                                                   storage.endpoint, max_steps=16)))
+    job = cluster_job("e2e", namespace, minilm_path, storage.endpoint, max_steps=16)
+    job["spec"]["training"]["reportTo"] = ["tensorboard"]
+    job_file.write_text(yaml.safe_dump(job))
     cluster.kubectl("apply", "-n", namespace, "-f", str(job_file))
     sdk = Client(namespace=namespace, kubeconfig=str(cluster.kubeconfig))
     events = []
@@ -121,9 +122,10 @@ def history_plot_and_download(sdk, cluster, storage, tmp_path, monkeypatch, caps
         monkeypatch.setenv(key, value)
     history = sdk.history("e2e")
     steps, losses = history.training("loss")
-    assert steps == list(range(1, 17)) and all(loss > 0 for loss in losses)  # loggingSteps 1
-    progress = [e["step"] for e in history.events if e["event"] == "progress"]
-    assert progress == sorted(progress)
+    progress = [(e["step"], e.get("loss")) for e in history.events if e["event"] == "progress"]
+    assert steps == list(range(1, 17)), progress  # loggingSteps 1
+    assert all(loss > 0 for loss in losses)
+    assert [step for step, _ in progress] == sorted(step for step, _ in progress)
     assert history.checkpoints() == [4, 8, 12, 16] and history.restarts() == []
     kube_args = ["-n", sdk.namespace, "--kubeconfig", str(cluster.kubeconfig)]
     picture = tmp_path / "curves.png"
@@ -133,6 +135,20 @@ def history_plot_and_download(sdk, cluster, storage, tmp_path, monkeypatch, caps
     (loss_line,) = [line for line in plot(history, "e2e").axes[0].get_lines()
                     if line.get_label() == "loss"]
     assert (list(loss_line.get_xdata()), list(loss_line.get_ydata())) == (steps, losses)
+    # report_to tensorboard: its files beside the history, the same losses.
+    board = f"{sdk.namespace}/e2e/tensorboard/attempt-1/"
+    files = [key for key in storage.keys("e2e", board) if "tfevents" in key]
+    assert files, storage.keys("e2e", sdk.namespace)
+    local = tmp_path / "tensorboard"
+    local.mkdir()
+    for key in files:  # the Trainer opens a second writer for the evaluation after training
+        storage.client().download_file("e2e", key, str(local / key.rsplit("/", 1)[1]))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    accumulator = EventAccumulator(str(local))
+    accumulator.Reload()
+    scalars = accumulator.Scalars("train/loss")
+    assert [s.step for s in scalars] == steps
+    assert all(abs(s.value - loss) < 1e-4 for s, loss in zip(scalars, losses))
     assert main(["download", "e2e", str(tmp_path / "model"), *kube_args]) == 0
     assert "Downloaded e2e's model" in capsys.readouterr().out
     for exported in ("config.json", "model.safetensors", "metrics.json"):

@@ -29,3 +29,14 @@ def test_the_jobs_s3_endpoint_is_the_default_for_every_uri(monkeypatch, environm
         monkeypatch.setenv(key, value)
     apply_environment(raw(endpoint))
     assert os.environ.get("AWS_ENDPOINT_URL") == expected
+
+
+@pytest.mark.parametrize("reporting, expected", [
+    ({"events_uri": "s3://b/job"}, "/pod-1/scratch/events.jsonl"),  # in the (remapped) work dir
+    ({"events_uri": "s3://b/job", "events_file": "/run/events.jsonl"}, "/run/events.jsonl"),
+    ({}, None),
+])
+def test_the_history_is_written_in_the_work_dir_first(monkeypatch, reporting, expected):
+    monkeypatch.setenv("FTJOB_WORK_DIR", "/pod-1/scratch")
+    config = {**raw(), "reporting": dict(reporting)}
+    assert apply_environment(config)["reporting"].get("events_file") == expected

@@ -96,3 +96,19 @@ def test_unreachable_storage_never_stops_the_event_log(tmp_path):
     broken.write({"event": "progress", "attempt": 1, "step": 1})
     broken.close()  # the copy fails with a warning, nothing raised
     assert (tmp_path / "pod/events.jsonl").read_text().count("\n") == 1
+
+
+def test_tensorboard_files_are_kept_beside_the_history_as_they_grow(tmp_path):
+    board = tmp_path / "pod/tensorboard/attempt-1"
+    board.mkdir(parents=True)
+    events = board / "events.out.tfevents.1.host"
+    events.write_bytes(b"first")
+    history = StoredHistorySink(tmp_path / "pod/events.jsonl",
+                                Location(f"file://{tmp_path}/bucket/job"),
+                                folders={"tensorboard": tmp_path / "pod/tensorboard"})
+    stored = tmp_path / "bucket/job/tensorboard/attempt-1/events.out.tfevents.1.host"
+    history.sync()
+    assert stored.read_bytes() == b"first"
+    events.write_bytes(b"first and more")  # TensorBoard appends
+    history.close()
+    assert stored.read_bytes() == b"first and more"

@@ -121,6 +121,10 @@ def apply_environment(raw: dict) -> dict:
         raw["storage"]["work_dir"] = os.environ["FTJOB_WORK_DIR"]
     if os.environ.get("FTJOB_ATTEMPT"):
         raw["job"]["attempt"] = int(os.environ["FTJOB_ATTEMPT"])
+    reporting = raw.get("reporting", {})
+    if reporting.get("events_uri") and not reporting.get("events_file"):
+        # The history kept in storage is written locally first, in the work dir.
+        reporting["events_file"] = str(Path(raw["storage"]["work_dir"]) / "events.jsonl")
     # The job's S3-compatible endpoint (checkpoints.endpointUrl, or the operator's default)
     # serves every s3:// URI it names, its data and model too, unless the environment
     # (the credentials Secret) names one: the pods' credentials Secret carries only keys.

@@ -1,6 +1,6 @@
 """The job's metric history in storage: `<checkpoints.uri>/events.jsonl`, every event rank 0
 reported (logged steps, evaluations, checkpoints, restarts as a new attempt's `started`),
-across attempts.
+across attempts; and beside it the TensorBoard files, when the job reports to TensorBoard.
 
 Events go to the local JSON-lines file at once, so training never waits on storage; a
 thread copies the file to storage when it has grown, every few seconds, and once more when
@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from .reporting import JsonLinesSink
-from .storage import Location
+from .storage import Location, local_files
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,10 @@ class StoredHistorySink(JsonLinesSink):
     """A JSON-lines event log that is also kept in storage."""
 
     def __init__(self, path: str | Path, location: Location, name: str = HISTORY_FILE,
-                 sync_seconds: float = SYNC_SECONDS):
+                 sync_seconds: float = SYNC_SECONDS, folders: dict[str, Path] | None = None):
         self.location, self.name = location, name
+        self.folders = {name: Path(folder) for name, folder in (folders or {}).items()}
+        self._synced_files: dict[str, int] = {}  # storage path -> size copied
         path = Path(path)
         if not path.exists() or path.stat().st_size == 0:
             self._restore(path)
@@ -54,15 +56,28 @@ class StoredHistorySink(JsonLinesSink):
         path.write_text(earlier if earlier.endswith("\n") or not earlier else earlier + "\n")
 
     def sync(self) -> None:
-        """Copies the file to storage if it grew since the last copy."""
-        size = self.path.stat().st_size
-        if size == self._synced_size:
-            return
+        """Copies the file, and each folder's files, to storage where they grew since the
+        last copy (TensorBoard appends to its event files)."""
         try:
-            self.location.write_text(self.path.read_text(), self.name)
-            self._synced_size = size
+            size = self.path.stat().st_size
+            if size != self._synced_size:
+                self.location.write_text(self.path.read_text(), self.name)
+                self._synced_size = size
+            for name, folder in self.folders.items():
+                self._sync_folder(name, folder)
         except Exception as error:  # noqa: BLE001 - tried again at the next sync
             logger.warning("Could not store the metric history: %s", error)
+
+    def _sync_folder(self, name: str, folder: Path) -> None:
+        if not folder.is_dir():
+            return
+        sizes = {relative: (folder / relative).stat().st_size
+                 for relative in local_files(folder)}
+        grown = [relative for relative, size in sizes.items()
+                 if self._synced_files.get(f"{name}/{relative}") != size]
+        if grown:
+            self.location.upload_files(folder, grown, name)
+            self._synced_files.update({f"{name}/{r}": sizes[r] for r in grown})
 
     def _sync_loop(self) -> None:
         while not self._stop.wait(self._sync_seconds):

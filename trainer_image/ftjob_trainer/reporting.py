@@ -38,10 +38,12 @@ class Reporter:
                 close()
 
 
-def build_reporter(reporting, job, stores_history: bool = True) -> Reporter:
+def build_reporter(reporting, job, stores_history: bool = True,
+                   folders: dict | None = None) -> Reporter:
     """Global rank 0's reporter: the sinks the config's reporting section asks for. Of two
     processes writing one event log (a script and its supervisor), only the one with
-    `stores_history` keeps it in storage."""
+    `stores_history` keeps it in storage, with the local `folders` (name -> path: the
+    TensorBoard files) beside it."""
     sinks = []
     if reporting.terminal:
         sinks.append(TerminalSink())
@@ -50,7 +52,7 @@ def build_reporter(reporting, job, stores_history: bool = True) -> Reporter:
         from .storage import Location
 
         sinks.append(StoredHistorySink(reporting.events_file, Location(
-            reporting.events_uri, reporting.events_endpoint_url)))
+            reporting.events_uri, reporting.events_endpoint_url), folders=folders))
     elif reporting.events_file:
         sinks.append(JsonLinesSink(reporting.events_file))
     if reporting.kubernetes_status:

@@ -91,10 +91,25 @@ def peer_lost(error: Exception) -> PeerLost | None:
                     f"probably failed (see its error): {detail}")
 
 
+def tensorboard_folder(config: Config) -> Path | None:
+    """With report_to naming tensorboard, its event files go to <work_dir>/tensorboard, a
+    folder per attempt (the history sink keeps the folder in storage beside
+    events.jsonl, so `tensorboard --logdir <checkpoints.uri>/tensorboard` shows every
+    attempt)."""
+    if "tensorboard" not in (config.training.report_to or []):
+        return None
+    folder = Path(config.storage.work_dir) / "tensorboard"
+    # Read by transformers' TensorBoardCallback when the Trainer creates it.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(folder / f"attempt-{config.job.attempt}")
+    return folder
+
+
 def train(config: Config, reporter_box: list) -> int:
     args = config.training
     topology = Topology(args)
-    reporter = build_reporter(config.reporting, config.job) if topology.is_global_main \
+    tensorboard = tensorboard_folder(config)
+    reporter = build_reporter(config.reporting, config.job, folders={
+        "tensorboard": tensorboard} if tensorboard else None) if topology.is_global_main \
         else Reporter()
     reporter_box.append(reporter)
     work_dir = Path(config.storage.work_dir)

@@ -120,8 +120,8 @@ def placement(job: FineTuneJob, defaults: Defaults) -> render.Placement:
         work_dir=SCRATCH_DIR,
         checkpoint_uri=checkpoints,
         output_uri=job.spec.output.uri or f"{checkpoints.rstrip('/')}/model",
-        events_file=f"{SCRATCH_DIR}/events.jsonl",
-        events_uri=checkpoints,  # <checkpoints.uri>/events.jsonl: the metric history
+        # <checkpoints.uri>/events.jsonl: the metric history, written first to the work dir
+        events_uri=checkpoints,
         terminal=False,
         kubernetes_status=True,
         termination_log=TERMINATION_LOG,
