@@ -305,9 +305,14 @@ def test_a_job_the_api_server_refuses_fails_once_with_its_message(jobs, cluster,
 
 def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):
     jobs.create(finetunejob("queued", runPolicy={"queueName": "team-a"}))
-    pending = eventually(lambda: (lambda s: s if s.get("phase") == "Pending" else None)(
-        jobs.status("queued")), what="Pending")
-    assert pending["message"].startswith("waiting for the queue")
+    # The test cluster runs no Kueue: the job says so instead of waiting silently.
+    pending = eventually(lambda: (lambda s: s if s.get("phase") == "Pending" and "Kueue" in
+                                  s.get("message", "") else None)(jobs.status("queued")),
+                         what="Pending for want of Kueue")
+    assert pending["message"].startswith("waiting for the queue team-a, but this cluster "
+                                         "serves no Kueue API"), pending["message"]
+    eventually(lambda: ("NoQueueController", pending["message"]) in jobs.events("queued"),
+               what="a Warning event saying so")
     job = jobs.get("job", "queued-attempt-1")
     assert job["spec"]["suspend"] is True
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"

@@ -43,14 +43,15 @@ def script_job():
 
 
 def attempt_job(attempt, complete=False, failed=False, suspend=False, succeeded=0, ready=0,
-                deleting=False):
+                deleting=False, queue=None):
     conditions = []
     if complete:
         conditions.append({"type": "Complete", "status": "True"})
     if failed:
         conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
     return {"metadata": {"name": f"j-attempt-{attempt}",
-                         "labels": {"ftjob.dev/attempt": str(attempt)},
+                         "labels": {"ftjob.dev/attempt": str(attempt),
+                                    **({"kueue.x-k8s.io/queue-name": queue} if queue else {})},
                          "deletionTimestamp": "2026-11-22T12:00:00Z" if deleting else None},
             "spec": {"suspend": suspend},
             "status": {"conditions": conditions, "succeeded": succeeded, "ready": ready,
@@ -207,9 +208,20 @@ def test_suspend_then_resume():
 
 def test_queued_job_is_pending():
     plan = decide(observe({"phase": "Initializing", "attempt": 1},
-                          [attempt_job(1, suspend=True)], queueName="q"))
+                          [attempt_job(1, suspend=True, queue="q")], queueName="q"))
     assert plan.status["phase"] == "Pending"
-    assert plan.status["message"].startswith("waiting for the queue")
+    assert plan.status["message"] == "waiting for the queue q to admit the job"
+
+
+def test_a_queued_job_on_a_cluster_without_kueue_says_nothing_will_admit_it():
+    observed = observe({"phase": "Initializing", "attempt": 1},
+                       [attempt_job(1, suspend=True, queue="team-a")], queueName="team-a")
+    observed.queue_controller_present = False
+    plan = decide(observed)
+    assert plan.status["phase"] == "Pending"
+    assert plan.status["message"].startswith(
+        "waiting for the queue team-a, but this cluster serves no Kueue API (kueue.x-k8s.io)")
+    assert plan.events == [("Warning", "NoQueueController", plan.status["message"])]
 
 
 def test_ttl_deletes_the_finetunejob_once_expired():

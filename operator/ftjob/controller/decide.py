@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from ..api.spec import FineTuneJob
 from .failures import Failure, finished_report, first_failure
-from .manifests import ATTEMPT_LABEL, Names
+from .manifests import ATTEMPT_LABEL, KUEUE_GROUP, KUEUE_QUEUE_LABEL, Names
 
 TERMINAL = ("Succeeded", "Failed")
 # Status fields the trainer's status sink writes; the operator never decides them.
@@ -39,6 +39,9 @@ class Observed:
     # why it failed); running pods are known from the Job's status.
     pods: list[dict] = field(default_factory=list)
     restart_backoff_seconds: float = 10
+    # Whether the cluster serves Kueue's API (asked only for a queued job): without it
+    # nothing ever admits a queued attempt.
+    queue_controller_present: bool = True
 
 
 @dataclass
@@ -289,7 +292,14 @@ def _decide(observed: Observed) -> Plan:
         return b.finish("Succeeded", "Completed", f"all {nodes} nodes of attempt {attempt} "
                         "finished", "Normal")
     if current.get("spec", {}).get("suspend"):
-        b.phase("Pending", "Queued", "waiting for the queue to admit the job")
+        queue = current["metadata"].get("labels", {}).get(KUEUE_QUEUE_LABEL)
+        if b.observed.queue_controller_present:
+            b.phase("Pending", "Queued", f"waiting for the queue {queue} to admit the job")
+        else:
+            b.phase("Pending", "NoQueueController", f"waiting for the queue {queue}, but "
+                    f"this cluster serves no Kueue API ({KUEUE_GROUP}): nothing will admit "
+                    "the job; install Kueue or remove runPolicy.queueName (and the "
+                    "operator's default queue)", "Warning")
     elif b.status["replicas"]["ready"] + b.status["replicas"]["succeeded"] >= nodes:
         # Pods that already finished their part still count as started.
         b.phase("Running", "AllPodsReady", f"attempt {attempt}: {nodes} nodes training")

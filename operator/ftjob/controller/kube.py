@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from urllib.parse import quote
@@ -145,6 +146,28 @@ def delete_job(namespace: str, name: str) -> None:
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+# API group -> (served, when it was asked): discovery is asked again after a minute, so an
+# installed (or removed) Kueue is noticed without a restart.
+_served_groups: dict[str, tuple[bool, float]] = {}
+GROUP_RECHECK_SECONDS = 60.0
+
+
+def serves_api_group(group: str) -> bool:
+    """Whether the API server serves `group` (discovery: GET /apis/<group>). Only a 404
+    says no; any other failure counts as served, so absence is never claimed without
+    evidence."""
+    known = _served_groups.get(group)
+    if known and time.monotonic() - known[1] < GROUP_RECHECK_SECONDS:
+        return known[0]
+    try:
+        _call("discover", "GET", f"/apis/{quote(group)}")
+        served = True
+    except ApiException as error:
+        served = error.status != 404
+    _served_groups[group] = (served, time.monotonic())
+    return served
 
 
 def list_pods(namespace: str, selector: str) -> list[dict]:

@@ -23,7 +23,8 @@ TERMINATION_GRACE_SECONDS = 60
 JOB_NAME_LABEL = f"{GROUP}/job-name"
 ATTEMPT_LABEL = f"{GROUP}/attempt"
 RESUME_ANNOTATION = f"{GROUP}/resume-from"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_QUEUE_LABEL = f"{KUEUE_GROUP}/queue-name"
 
 
 # Enough to tokenize and prepare a dataset's first rows; no GPU.

@@ -60,11 +60,14 @@ def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
     spec_error = spec_error or refused
     status = dict(body.get("status") or {})
     pods = _pods_to_read(metadata["namespace"], metadata["name"], status, attempt_jobs)
+    queued = any((j["metadata"].get("labels") or {}).get(manifests.KUEUE_QUEUE_LABEL)
+                 for j in attempt_jobs)
     observed = Observed(
         name=metadata["name"], generation=metadata.get("generation", 1), status=status,
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
         job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
-        restart_backoff_seconds=restart_backoff_seconds)
+        restart_backoff_seconds=restart_backoff_seconds,
+        queue_controller_present=not queued or kube.serves_api_group(manifests.KUEUE_GROUP))
     return decide(observed), status, job
 
 
