@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer bench-cluster bench-operator bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
+.PHONY: install demo test test-unit bench-trainer bench-memory bench-cluster bench-operator bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
@@ -27,6 +27,9 @@ test-unit: install
 
 bench-trainer: install
 	$(PYTHON) -m bench.trainer_bench
+
+bench-memory: install
+	$(PYTHON) -m bench.memory_bench
 
 bench-validate: install
 	$(PYTHON) -m bench.validate_bench

@@ -134,11 +134,13 @@ def main() -> int:
             for index in range(args.rounds):
                 plain.append(run_plain(work, index))
                 ftjob.append(run_ftjob(work, index, server.env, "s3://bench", pid))
-                local.append(run_ftjob(work, index, server.env, (work / "store").as_uri(),
-                                       pid))
-                unused_search.append(run_ftjob(
-                    work, index, server.env, (work / "store").as_uri(), pid,
-                    {"ddpFindUnusedParameters": True}, arm="-find-unused"))
+                # The two file:// arms swap places every round, so neither always runs
+                # second (warmer page cache, a cooler machine).
+                arms = [(local, {}, ""),
+                        (unused_search, {"ddpFindUnusedParameters": True}, "-find-unused")]
+                for results, overrides, arm in arms[::-1 if index % 2 else 1]:
+                    results.append(run_ftjob(work, index, server.env,
+                                             (work / "store").as_uri(), pid, overrides, arm))
                 print(f"round {index + 1}: plain        {plain[-1]}\n"
                       f"         ftjob s3     {ftjob[-1]}\n"
                       f"         ftjob file:// {local[-1]}\n"

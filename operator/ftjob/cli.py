@@ -42,7 +42,26 @@ def cmd_validate(args) -> int:
             print(f"{where}: valid FineTuneJob {job.metadata.name}")
             if args.data:
                 code = code or _check_data(job, Path(file), where)
+            if args.fit:
+                code = code or _check_fit(job, Path(file), where, args.gpu_memory)
     return code
+
+
+def _check_fit(job, job_file: Path, where: str, gpu_memory: float | None) -> int:
+    """The job's GPU memory per GPU against `gpu_memory`; 1 when it does not fit."""
+    from . import local, memory
+
+    if job.spec.script is not None:
+        print(f"{where}: spec.script trains a model of its own making; nothing to size")
+        return 0
+    try:
+        shape = memory.shape_of(local.resolve_local_paths(job, job_file.resolve().parent))
+    except (OSError, ValueError) as error:
+        print(f"{where}: fit: cannot read the model's config.json: {error}", file=sys.stderr)
+        return 66
+    text, fits = memory.report(job, shape, memory.layout_of(job), gpu_memory)
+    print(text)
+    return 0 if fits else 1
 
 
 def _check_data(job, job_file: Path, where: str) -> int:
@@ -61,6 +80,15 @@ def _check_data(job, job_file: Path, where: str) -> int:
 
     print(format_report(report))
     return 0
+
+
+def _memory(text: str) -> float:
+    from .memory import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def cmd_run(args) -> int:
@@ -109,6 +137,12 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("--data", action="store_true", help=(
         "also load and prepare the data as the trainer would (no weights) and report rows, "
         "token lengths, labels and rendered chats; exit 65 on bad data"))
+    validate.add_argument("--fit", action="store_true", help=(
+        "also estimate the GPU memory per GPU from the model's config.json (no weights): "
+        "weights, gradients, optimizer states, activations; exit 1 if over --gpu-memory"))
+    validate.add_argument("--gpu-memory", type=_memory, default=None, metavar="SIZE",
+                          help="GPU memory to fit in, e.g. 80Gi (default: compare with "
+                               "24, 48, 80 and 141 GiB)")
     validate.set_defaults(handler=cmd_validate)
 
     run = commands.add_parser("run", help="run a FineTuneJob on this machine")

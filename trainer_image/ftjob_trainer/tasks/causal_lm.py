@@ -15,6 +15,10 @@ from .base import TaskParts, check_columns, hold_out_validation, pack, sample_le
 
 NAME = "causal-lm"
 
+# The model class and peft task type the job trains (memory_fit sizes the same).
+MODEL_CLASS = AutoModelForCausalLM
+LORA_TASK_TYPE = "CAUSAL_LM"
+
 
 @dataclass
 class Arguments:
@@ -73,7 +77,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
 
     def load(use_lora=None):
-        return load_pretrained(AutoModelForCausalLM, model_path, model_args, "CAUSAL_LM",
+        return load_pretrained(MODEL_CLASS, model_path, model_args, LORA_TASK_TYPE,
                                use_lora, config=model_config)
 
     return TaskParts(

@@ -17,6 +17,12 @@ from .base import TaskParts, check_columns, hold_out_validation, sample_length
 from .chat import to_trl_columns, turns_problem, use_chat_template
 
 NAME = "dpo"
+
+# The model class and peft task type the job trains (memory_fit sizes the same).
+MODEL_CLASS = AutoModelForCausalLM
+LORA_TASK_TYPE = "CAUSAL_LM"
+# DPO keeps a frozen reference copy of the model (with LoRA: the base with the adapter off).
+REFERENCE_MODEL = True
 TRL_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
@@ -77,7 +83,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         "loss_type": [settings.loss_type], "label_smoothing": settings.label_smoothing})
 
     def load_base():
-        return load_pretrained(AutoModelForCausalLM, model_path, model_args, None,
+        return load_pretrained(MODEL_CLASS, model_path, model_args, LORA_TASK_TYPE,
                                use_lora=False)
 
     return TaskParts(
@@ -88,5 +94,5 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         trainer_class=DPOTrainer,
         training_args=dpo_args,
         load_base_model=load_base,
-        peft_config=lora_config(model_args, "CAUSAL_LM") if model_args.use_lora else None,
+        peft_config=lora_config(model_args, LORA_TASK_TYPE) if model_args.use_lora else None,
     )

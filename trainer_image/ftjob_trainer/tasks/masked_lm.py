@@ -15,6 +15,10 @@ from .base import TaskParts, check_columns, hold_out_validation, pack, sample_le
 
 NAME = "masked-lm"
 
+# The model class and peft task type the job trains (memory_fit sizes the same).
+MODEL_CLASS = AutoModelForMaskedLM
+LORA_TASK_TYPE = None
+
 
 @dataclass
 class Arguments:
@@ -56,7 +60,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
 
     def load(use_lora=None):
         # peft has no masked-LM task type; a plain LoRA wrap trains the same adapters.
-        return load_pretrained(AutoModelForMaskedLM, model_path, model_args, None, use_lora)
+        return load_pretrained(MODEL_CLASS, model_path, model_args, LORA_TASK_TYPE, use_lora)
 
     return TaskParts(
         load_model=load,

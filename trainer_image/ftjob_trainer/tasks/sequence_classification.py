@@ -14,6 +14,10 @@ from ..modeling import load_pretrained
 from .base import TaskParts, check_columns, hold_out_validation
 
 NAME = "sequence-classification"
+
+# The model class and peft task type the job trains (memory_fit sizes the same).
+MODEL_CLASS = AutoModelForSequenceClassification
+LORA_TASK_TYPE = "SEQ_CLS"
 COLUMNS_FIELDS = "spec.dataset.textColumns and labelColumn"
 
 
@@ -74,8 +78,8 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                       "label2id": {name: i for i, name in enumerate(labels.names)}}
 
     def load(use_lora=None):
-        return load_pretrained(AutoModelForSequenceClassification, model_path, model_args,
-                               "SEQ_CLS", use_lora, num_labels=labels.num_labels,
+        return load_pretrained(MODEL_CLASS, model_path, model_args,
+                               LORA_TASK_TYPE, use_lora, num_labels=labels.num_labels,
                                **label_maps)
 
     return TaskParts(

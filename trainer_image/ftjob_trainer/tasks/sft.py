@@ -17,6 +17,10 @@ from .chat import to_trl_columns, turns_problem, use_chat_template
 
 NAME = "sft"
 
+# The model class and peft task type the job trains (memory_fit sizes the same).
+MODEL_CLASS = AutoModelForCausalLM
+LORA_TASK_TYPE = "CAUSAL_LM"
+
 
 @dataclass
 class Arguments:
@@ -71,7 +75,7 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
         "completion_only_loss": not conversational and settings.completion_only_loss})
 
     def load(use_lora=None):
-        return load_pretrained(AutoModelForCausalLM, model_path, model_args, "CAUSAL_LM",
+        return load_pretrained(MODEL_CLASS, model_path, model_args, LORA_TASK_TYPE,
                                use_lora)
 
     return TaskParts(

@@ -17,6 +17,10 @@ from .base import TaskParts, check_columns, hold_out_validation, \
     single_text_column
 
 NAME = "token-classification"
+
+# The model class and peft task type the job trains (memory_fit sizes the same).
+MODEL_CLASS = AutoModelForTokenClassification
+LORA_TASK_TYPE = "TOKEN_CLS"
 IGNORED = -100  # the label the loss skips
 METRICS = ("precision", "recall", "f1", "accuracy")
 
@@ -157,8 +161,8 @@ def build(config, model_path: str, tokenizer, raw: DatasetDict) -> TaskParts:
                         desc="Tokenizing and aligning tags")
 
     def load(use_lora=None):
-        return load_pretrained(AutoModelForTokenClassification, model_path, model_args,
-                               "TOKEN_CLS", use_lora, num_labels=len(names),
+        return load_pretrained(MODEL_CLASS, model_path, model_args,
+                               LORA_TASK_TYPE, use_lora, num_labels=len(names),
                                id2label=dict(enumerate(names)),
                                label2id={name: i for i, name in enumerate(names)})
 
