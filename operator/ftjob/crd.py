@@ -142,9 +142,9 @@ PRINTER_COLUMNS = [
     {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1,
      "description": "Attempts restarted after a failure"},
-    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {"name": "Checkpoint", "type": "string", "jsonPath": ".status.checkpoint.uri",
      "priority": 1},
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
