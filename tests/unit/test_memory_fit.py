@@ -117,3 +117,24 @@ def test_validate_fit_reports_the_parts_and_whether_it_fits(capsys, minilm_path,
     with pytest.raises(SystemExit):
         main(["validate", "--fit", quickstart, "--gpu-memory", "lots"])
     assert "write it as 80Gi" in capsys.readouterr().err
+
+
+B7 = 6_738_415_616  # Llama-2-7B's parameters: 32 layers of 4096, vocabulary 32000, 16-bit
+LORA_QV_R16 = 32 * 2 * 16 * (4096 + 4096)  # r=16 on q_proj and v_proj of every layer
+
+
+@pytest.mark.parametrize("case, shape, layout, parts", [
+    ("DDP on 8 GPUs, bf16", LLAMA_7B, Layout(8, 8, "ddp", mixed_precision=True),
+     (2 * B7, 2 * 2 * B7, 2 * 2 * B7)),       # 16-bit grads + DDP bucket, AdamW in 16 bits
+    ("ZeRO-2 on 8", LLAMA_7B, Layout(8, 8, "deepspeed", zero_stage=2, mixed_precision=True),
+     (2 * B7, 2 * B7 / 8, 12 * B7 / 8)),
+    ("ZeRO-3 on 8", LLAMA_7B, Layout(8, 8, "deepspeed", zero_stage=3, mixed_precision=True),
+     (2 * B7 / 8 + 2 * B7 / 32, 2 * B7 / 8, 12 * B7 / 8)),  # + one gathered layer
+    ("LoRA r=16 on q,v, one GPU",
+     dataclasses.replace(LLAMA_7B, parameters=B7 + LORA_QV_R16, trainable=LORA_QV_R16),
+     Layout(1, 1, "ddp", mixed_precision=True),
+     (2 * B7 + 4 * LORA_QV_R16, 4 * LORA_QV_R16, 8 * LORA_QV_R16)),  # fp32 adapters
+])
+def test_llama_7b_by_hand(case, shape, layout, parts):
+    need = estimate(shape, layout)
+    assert (need.weights, need.gradients, need.optimizer) == pytest.approx(parts), case
