@@ -107,11 +107,16 @@ def main() -> int:
         for (title, task, model_class, path, batch, length, checkpointing, adapter,
              task_type, kwargs) in cases:
             shape = model_shape(path, task, num_labels=kwargs.get("num_labels"), lora=adapter)
+            # On CPU, attention with dropout runs PyTorch's math kernel, which keeps the
+            # attention scores (a GPU runs a fused kernel that does not).
+            scores = shape.attention_dropout
             layout = Layout(world_size=1, procs_per_node=1, micro_batch=batch,
-                            sequence_length=length, gradient_checkpointing=checkpointing)
+                            sequence_length=length, gradient_checkpointing=checkpointing,
+                            attention_scores_saved=scores)
             estimated = estimate(shape, layout)
             if checkpointing:  # the saved inputs; the recomputed layer exists in backward
-                layer = batch * length * shape.hidden_size * 17 * 4
+                layer = batch * length * (shape.layer_values(length, scores) * 4
+                                          + shape.mask_bytes(length, scores))
                 estimated = dataclasses.replace(estimated,
                                                 activations=estimated.activations - layer)
             measured = measure(model_class, path, batch, length, checkpointing, adapter,

@@ -17,6 +17,9 @@ P = 1_000_000
 FULL = ModelShape(parameters=P, trainable=P, weight_bytes=4, hidden_size=256, layers=4,
                   vocab_size=0)
 ONE = Layout(world_size=1, procs_per_node=1, micro_batch=2, sequence_length=16)
+# Around FULL's layers at fp32 for ONE's 32 tokens: the embeddings' norm and the head's
+# input, and the embeddings' dropout mask.
+EDGES = 2 * 16 * (2 * 256 * 4 + 256)
 
 
 @pytest.mark.parametrize("layout, weights, gradients, optimizer", [
@@ -47,19 +50,37 @@ def test_lora_trains_fp32_adapters_on_a_frozen_16_bit_base():
 
 
 def test_activations_grow_with_tokens_and_checkpointing_keeps_layer_inputs():
-    full = estimate(FULL, ONE).activations
-    assert full == 4 * 2 * 16 * 256 * 17 * 4   # layers x tokens x hidden x 17 values, fp32
-    assert estimate(FULL, dataclasses.replace(ONE, micro_batch=4)).activations == 2 * full
+    full = estimate(FULL, ONE).activations - EDGES
+    # layers x tokens x (16 values of 4 bytes and 2 one-byte dropout masks per hidden unit)
+    assert full == 4 * 2 * 16 * (16 * 256 * 4 + 2 * 256)
+    assert estimate(FULL, dataclasses.replace(ONE, micro_batch=4)).activations == \
+        2 * (full + EDGES)
     checkpointed = estimate(FULL, dataclasses.replace(ONE, gradient_checkpointing=True))
-    assert checkpointed.activations == 4 * 2 * 16 * 256 * 4 + full / 4
+    assert checkpointed.activations == 4 * 2 * 16 * 256 * 4 + full / 4 + EDGES
     half = estimate(FULL, dataclasses.replace(ONE, mixed_precision=True)).activations
-    assert half == full / 2
+    # Korthikanti et al.'s 34 bytes at 16 bits
+    assert half == 4 * 2 * 16 * 34 * 256 + 2 * 16 * (2 * 256 * 2 + 256)
+
+
+def test_a_gated_mlp_with_grouped_keys_and_no_dropout_keeps_what_llama_keeps():
+    llama = dataclasses.replace(FULL, intermediate_size=688, kv_size=64, gated_mlp=True,
+                                dropout=False)
+    per_token = (256 + 256 + (256 + 2 * 64) + 256) + (256 + 256 + 4 * 688)
+    assert estimate(llama, ONE).activations == 4 * 2 * 16 * per_token * 4 + \
+        2 * 16 * 2 * 256 * 4
+
+
+def test_an_unfused_attention_kernel_keeps_the_scores():
+    scored = dataclasses.replace(FULL, heads=4, attention_dropout=True)
+    extra = estimate(scored, dataclasses.replace(ONE, attention_scores_saved=True)).activations \
+        - estimate(scored, ONE).activations
+    assert extra == 4 * 2 * 16 * (3 * 4 * 16 * 4 + 4 * 16)  # scores, softmax, dropout + mask
 
 
 def test_a_vocabulary_head_adds_its_logits_and_dpo_its_reference_and_pairs():
     lm = dataclasses.replace(FULL, vocab_size=1000)
     assert estimate(lm, ONE).activations - estimate(FULL, ONE).activations == \
-        2 * 16 * 1000 * (4 + 8)
+        2 * 16 * 1000 * (4 + 4)  # fp32 logits and log-softmax
     dpo = dataclasses.replace(FULL, reference_copy=True, paired=True)
     need = estimate(dpo, ONE)
     assert need.reference == 4 * P and need.activations == 2 * estimate(FULL, ONE).activations

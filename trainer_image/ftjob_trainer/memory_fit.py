@@ -14,10 +14,16 @@ strategy, as the ZeRO paper counts it:
   weights too, over every rank; FSDP full_shard all three (hybrid_shard within a node),
   shard_grad_op gradients and states; offload moves them to CPU memory; a sharded model
   gathers one layer at a time;
-- activations, per layer 17 values per token and hidden unit (Korthikanti et al., with a
-  memory-efficient attention kernel: no sequence-squared term), or with gradient
-  checkpointing each layer's input and one layer's full set; plus the logits of a
-  vocabulary head with their fp32 loss copies; DPO runs chosen and rejected together;
+- activations, what autograd saves per token in each layer (as Korthikanti et al. count
+  it, from the layer's own shape): the norms' and projections' inputs, q, k and v and the
+  attention output for a fused attention kernel (no sequence-squared term: flash or
+  memory-efficient attention, the GPU default), the MLP's intermediate tensors (two for
+  GELU, four for a gated MLP such as Llama's), a byte per dropout mask; with gradient
+  checkpointing each layer's input and one layer's full set; plus the embeddings' norm and
+  the head's input, and the logits of a vocabulary head with the loss's fp32 copies; DPO
+  runs chosen and rejected together.
+  A 17-value GPT layer (4h MLP, dropout) comes out at the paper's 34 bytes per token and
+  hidden unit at 16 bits;
 - DPO without LoRA keeps a frozen reference copy of the model;
 - overhead: the CUDA context and library workspaces (1 GiB) and allocator fragmentation
   (5% of the rest).
@@ -32,8 +38,9 @@ GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CONTEXT_BYTES = 1 * GIB
 FRAGMENTATION = 0.05
-ACTIVATION_VALUES_PER_LAYER = 17  # x tokens x hidden: 34 bytes at 16 bits
-LOSS_COPIES_BYTES = 8  # the logits' fp32 copy and its gradient, per logit
+# Per logit beyond the logits themselves: log-softmax's fp32 output, and the fp32 copy of
+# 16-bit logits that the loss takes.
+LOG_SOFTMAX_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,31 @@ class ModelShape:
     vocab_size: int       # logits per token of a vocabulary head; 0 for other heads
     reference_copy: bool = False  # DPO without LoRA: a second, frozen model
     paired: bool = False          # DPO: chosen and rejected in one forward pass
+    intermediate_size: int = 0    # the MLP's width; 0: 4 x hidden
+    kv_size: int = 0              # keys' (and values') width; 0: hidden (no GQA)
+    gated_mlp: bool = False       # gate and up projections (Llama, Qwen, Mistral)
+    dropout: bool = True          # dropout after attention and MLP while training
+    heads: int = 1
+    attention_dropout: bool = False  # dropout on the attention probabilities
+
+    def layer_values(self, sequence_length: int, scores_saved: bool) -> float:
+        """Values autograd keeps per token for one layer (dropout masks: mask_bytes)."""
+        h = self.hidden_size
+        i = self.intermediate_size or 4 * h
+        kv = self.kv_size or h
+        attention = h + h + (h + 2 * kv) + h  # norm and q/k/v inputs, q k v, o_proj input
+        mlp = h + h + (4 * i if self.gated_mlp else 2 * i)  # norm, fc input, intermediates
+        values = attention + mlp
+        if scores_saved:  # an unfused kernel keeps scores, softmax and dropout output
+            values += 3 * self.heads * sequence_length
+        return values
+
+    def mask_bytes(self, sequence_length: int, scores_saved: bool) -> float:
+        """Bytes of dropout masks per token for one layer."""
+        masks = 2 * self.hidden_size if self.dropout else 0
+        if scores_saved and self.attention_dropout:
+            masks += self.heads * sequence_length
+        return masks
 
     @property
     def adapter_bytes(self) -> int:
@@ -71,6 +103,9 @@ class Layout:
     micro_batch: int = 8
     sequence_length: int = 128
     gradient_checkpointing: bool = False
+    # An attention kernel that keeps the attention scores (eager attention; PyTorch's math
+    # kernel, which CPUs run when attention has dropout); GPUs run fused kernels.
+    attention_scores_saved: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,12 +163,19 @@ def estimate(shape: ModelShape, layout: Layout) -> Estimate:
 
     value_bytes = 2 if layout.mixed_precision else 4
     tokens = layout.micro_batch * layout.sequence_length * (2 if shape.paired else 1)
-    one_layer = tokens * shape.hidden_size * ACTIVATION_VALUES_PER_LAYER * value_bytes
+    scores = layout.attention_scores_saved
+    one_layer = tokens * (shape.layer_values(layout.sequence_length, scores) * value_bytes
+                          + shape.mask_bytes(layout.sequence_length, scores))
     if layout.gradient_checkpointing:
         activations = shape.layers * tokens * shape.hidden_size * value_bytes + one_layer
     else:
         activations = shape.layers * one_layer
-    activations += tokens * shape.vocab_size * (value_bytes + LOSS_COPIES_BYTES)
+    # Around the layers: the embeddings' (or final) norm input and the head's input, and
+    # the embeddings' dropout mask.
+    activations += tokens * (2 * shape.hidden_size * value_bytes
+                             + (shape.hidden_size if shape.dropout else 0))
+    logit_bytes = value_bytes + LOG_SOFTMAX_BYTES + (4 if layout.mixed_precision else 0)
+    activations += tokens * shape.vocab_size * logit_bytes
 
     reference = shape.parameters * weight_bytes / weights_split if shape.reference_copy \
         else 0.0
@@ -230,8 +272,23 @@ def model_shape(config_source: str, task: str, *, revision: str | None = None,
     vocabulary_head = module.MODEL_CLASS.__name__ in ("AutoModelForCausalLM",
                                                       "AutoModelForMaskedLM")
     dpo = getattr(module, "REFERENCE_MODEL", False)
-    return ModelShape(parameters=parameters, trainable=trainable,
-                      weight_bytes=DTYPE_BYTES.get(dtype, 4), hidden_size=text.hidden_size,
-                      layers=text.num_hidden_layers,
-                      vocab_size=text.vocab_size if vocabulary_head else 0,
-                      reference_copy=dpo and lora is None, paired=dpo)
+    heads = text.num_attention_heads
+    return ModelShape(
+        parameters=parameters, trainable=trainable, weight_bytes=DTYPE_BYTES.get(dtype, 4),
+        hidden_size=text.hidden_size, layers=text.num_hidden_layers,
+        vocab_size=text.vocab_size if vocabulary_head else 0,
+        reference_copy=dpo and lora is None, paired=dpo,
+        intermediate_size=getattr(text, "intermediate_size", None) or 0,
+        kv_size=text.hidden_size * (getattr(text, "num_key_value_heads", None) or heads)
+        // heads,
+        gated_mlp=any(name.endswith("gate_proj") for name, _ in model.named_modules()),
+        dropout=_first(text, "hidden_dropout_prob", "hidden_dropout", "resid_pdrop") > 0,
+        heads=heads,
+        attention_dropout=_first(text, "attention_probs_dropout_prob", "attention_dropout",
+                                 "attn_pdrop") > 0)
+
+
+def _first(config, *names: str) -> float:
+    """The first of `names` the config has (architectures name dropout differently)."""
+    return next((float(getattr(config, name)) for name in names
+                 if getattr(config, name, None) is not None), 0.0)
