@@ -259,17 +259,23 @@ class PodsSeen:
         return self.pods
 
 
+def finished_with_pods_seen(cluster, namespace: str, job: dict) -> tuple[dict, dict]:
+    """Applies the job; its final status and every pod created meanwhile."""
+    seen = PodsSeen(cluster, namespace)
+    cluster.apply(job, namespace=namespace)
+    name = job["metadata"]["name"]
+    status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
+                                 else None)(status_of(cluster, namespace, name)),
+                        timeout=300, interval=0.5, what="the job to finish")
+    return status, seen.stop()
+
+
 def test_data_without_its_column_fails_the_job_before_any_gpu_pod_exists(
         cluster, namespace, operator, kubelet, storage, minilm_path):
     job = cluster_job("bad-data", namespace, minilm_path, storage.endpoint, max_steps=4)
     job["spec"]["dataset"]["textColumns"] = ["question", "sentence2"]
     job["spec"]["distributed"]["gpusPerNode"] = 1  # what the attempt's pods would request
-    seen = PodsSeen(cluster, namespace)
-    cluster.apply(job, namespace=namespace)
-    status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
-                                 else None)(status_of(cluster, namespace, "bad-data")),
-                        timeout=300, interval=0.5, what="the job to finish")
-    pods = seen.stop()
+    status, pods = finished_with_pods_seen(cluster, namespace, job)
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidDataset", failed
     assert "the train data has no column question" in failed["message"], failed
@@ -283,3 +289,27 @@ def test_data_without_its_column_fails_the_job_before_any_gpu_pod_exists(
     assert "nvidia.com/gpu" not in pod["limits"]
     jobs = cluster.get("jobs", "-n", namespace)["items"]
     assert not [j for j in jobs if "attempt" in j["metadata"]["name"]]
+
+
+def test_a_job_that_does_not_fit_in_gpu_memory_is_refused_before_any_gpu_pod(
+        cluster, namespace, operator, kubelet, storage, minilm_path):
+    """The data check's pod (the real trainer image's code, on CPU) sizes the job from the
+    model's config.json against the GPU memory the node says it has (GPU feature
+    discovery's label), and under preflight enforce the job fails with the advice."""
+    cluster.kubectl("label", "node", kubelet.node, "--overwrite", "nvidia.com/gpu.memory=1024")
+    job = cluster_job("too-big", namespace, minilm_path, storage.endpoint, max_steps=4)
+    job["spec"]["distributed"].update(gpusPerNode=8, procsPerNode=8)
+    job["spec"]["training"]["perDeviceTrainBatchSize"] = 64
+    status, pods = finished_with_pods_seen(cluster, namespace, job)
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "DoesNotFitMemory", failed
+    fit = next(c for c in status["conditions"] if c["type"] == "MemoryFit")
+    assert (fit["status"], fit["reason"]) == ("False", "DoesNotFitMemory")
+    assert fit["message"].startswith("needs ") and "per GPU of 1.0 GiB" in fit["message"]
+    assert "nvidia.com/gpu.memory of node local-node-0" in fit["message"]
+    assert "training.gradientCheckpointing: true needs" in fit["message"]  # the advice
+    assert next(c for c in status["conditions"] if c["type"] == "DataChecked")["status"] == \
+        "True"
+    # The one pod there ever was is the data check's, and it asked for no GPU.
+    assert [pod["labels"]["ftjob.dev/attempt"] for pod in pods.values()] == ["0"], pods
+    assert not any("nvidia.com/gpu" in pod["limits"] for pod in pods.values())

@@ -29,8 +29,9 @@ def complete(line: str, shell: str = "bash", ftjob_list: str = "") -> list[str]:
 
 @pytest.mark.parametrize("line, offered", [
     ("ftjob ", ["validate", "run", "crd", "submit", "list", "status", "watch", "logs",
-                "suspend", "resume", "delete", "download", "plot", "completion"]),
+                "suspend", "resume", "delete", "download", "plot", "upload", "completion"]),
     ("ftjob s", ["submit", "status", "suspend"]),
+    ("ftjob validate --f", ["--fit"]),
     ("ftjob logs --n", ["--namespace", "--node"]),
     ("ftjob submit --w", ["--watch"]),
     ("ftjob plot bert --end", ["--endpoint-url"]),

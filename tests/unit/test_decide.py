@@ -306,6 +306,30 @@ def test_a_passed_data_check_starts_attempt_one_with_its_report():
     assert after.delete_jobs == []  # its log keeps the full report
 
 
+TOO_BIG = "needs 92.0 GiB per GPU of 80.0 GiB (...). distributed.strategy: deepspeed with " \
+    "zeroStage 3 needs 41.0 GiB (fits)"
+
+
+@pytest.mark.parametrize("preflight, fits, phase, attempt, verdict", [
+    ("enforce", False, "Failed", None, ("False", "DoesNotFitMemory")),
+    ("warn", False, "Initializing", 1, ("False", "DoesNotFitMemory")),
+    ("enforce", True, "Initializing", 1, ("True", "Fits")),
+])
+def test_the_memory_fit_refuses_a_job_before_any_gpu_or_warns(preflight, fits, phase,
+                                                              attempt, verdict):
+    report = {"reason": "DataValid", "exitCode": 0, "message": "train 640 rows",
+              "memoryFit": {"fits": fits, "message": TOO_BIG if not fits else "needs 2 GiB"}}
+    plan = decide(observe(CHECKING, [data_check(complete=True)], [check_pod(0, report)],
+                          preflight=preflight))
+    assert (plan.status["phase"], plan.create_attempt) == (phase, attempt)
+    assert conditions(plan)["MemoryFit"] == verdict
+    assert conditions(plan)["DataChecked"] == ("True", "DataValid")
+    fit = next(c for c in plan.status["conditions"] if c["type"] == "MemoryFit")
+    assert fit["message"] == (TOO_BIG if not fits else "needs 2 GiB")
+    if phase == "Failed":  # the advice is on the job, and no GPU pod was ever asked for
+        assert "zeroStage 3 needs 41.0 GiB (fits)" in plan.status["message"]
+
+
 @pytest.mark.parametrize("preflight, phase, attempt, verdict", [
     ("enforce", "Failed", None, "False"),
     ("warn", "Initializing", 1, "False"),

@@ -210,3 +210,41 @@ def test_a_script_on_the_cluster_is_in_storage_or_the_image(path, refused):
             manifests.check_for_cluster(script_job, DEFAULTS)
     else:
         manifests.check_for_cluster(script_job, DEFAULTS)
+
+
+def gpu_node(name: str, mib: str | None, **labels) -> dict:
+    return {"metadata": {"name": name, "labels": {
+        **({"nvidia.com/gpu.memory": mib} if mib is not None else {}), **labels}}}
+
+
+NODES = [gpu_node("a100-40", "40960", pool="a100"), gpu_node("h100", "81559", pool="h100"),
+         gpu_node("cpu", None), gpu_node("odd", "lots")]
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"distributed": {"gpusPerNode": 8}}, (40960 * 2**20, "a100-40")),  # the smallest
+    ({"distributed": {"gpusPerNode": 8}, "podTemplate": {"nodeSelector": {"pool": "h100"}}},
+     (81559 * 2**20, "h100")),
+    ({"distributed": {"gpusPerNode": 8}, "podTemplate": {"nodeSelector": {"pool": "tpu"}}},
+     None),                                                            # no node says
+    ({"distributed": {"gpusPerNode": 0}}, None),                       # a CPU job
+])
+def test_the_gpu_memory_a_job_can_count_on(spec, expected):
+    found = manifests.gpu_memory_of(job(**spec), NODES)
+    assert (found and (found[0], found[1].split("node ")[1].split(" ")[0])) == expected
+
+
+def test_the_data_check_is_asked_the_memory_fit_when_the_gpu_memory_is_known():
+    import json
+
+    gpu_job = job(distributed={"nodes": 2, "gpusPerNode": 8, "strategy": "deepspeed",
+                               "deepspeed": {"zeroStage": 3}}, training={"bf16": True})
+    built = manifests.build_data_check(gpu_job, "uid", DEFAULTS, (80 * 2**30, "labels"))
+    env = {e["name"]: e.get("value") for e in pod(built)["containers"][0]["env"]}
+    asked = json.loads(env["FTJOB_MEMORY_FIT"])
+    assert asked["gpuMemoryBytes"] == 80 * 2**30 and asked["gpuMemorySource"] == "labels"
+    assert asked["layout"]["world_size"] == 16 and asked["layout"]["zero_stage"] == 3
+    assert asked["layout"]["mixed_precision"] is True
+    unknown = manifests.build_data_check(gpu_job, "uid", DEFAULTS, None)
+    assert "FTJOB_MEMORY_FIT" not in {e["name"] for e in
+                                      pod(unknown)["containers"][0]["env"]}

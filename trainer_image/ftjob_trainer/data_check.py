@@ -183,13 +183,36 @@ def summary(report: dict) -> str:
     return "; ".join(parts)
 
 
+def check_memory_fit(config: Config) -> dict | None:
+    """The operator's question (FTJOB_MEMORY_FIT: the job's layout and the GPU memory of
+    the nodes it may land on) answered from the model's config.json: {fits, message}."""
+    from .memory_fit import FIT_REQUEST_ENV, Layout, fit_verdict, model_shape
+
+    question = os.environ.get(FIT_REQUEST_ENV)
+    if not question:
+        return None
+    asked = json.loads(question)
+    model = config.model
+    lora = {"r": model.lora_r, "lora_alpha": model.lora_alpha,
+            "lora_dropout": model.lora_dropout,
+            "target_modules": model.lora_target_modules} if model.use_lora else None
+    shape = model_shape(resolve_model_path(model, Path(config.storage.work_dir) / "cache"),
+                        model.task, revision=model.revision,
+                        trust_remote_code=model.trust_remote_code,
+                        num_labels=model.num_labels, lora=lora)
+    return fit_verdict(shape, Layout(**asked["layout"]), asked["gpuMemoryBytes"],
+                       asked["gpuMemorySource"])
+
+
 def write_report(path: str | None, report: dict) -> None:
-    """The summary where the operator reads it, in the termination message's format."""
+    """The summary where the operator reads it, in the termination message's format (with
+    the memory fit's verdict when it was asked)."""
     path = os.environ.get("FTJOB_TERMINATION_LOG") or path
     if path:
         try:
-            Path(path).write_text(json.dumps({"reason": "DataValid", "exitCode": 0,
-                                              "message": summary(report)}))
+            Path(path).write_text(json.dumps({
+                "reason": "DataValid", "exitCode": 0, "message": summary(report),
+                **({"memoryFit": report["memoryFit"]} if report.get("memoryFit") else {})}))
         except OSError:
             pass
 
@@ -208,12 +231,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"cannot read trainer config {argv[0]}: {error}") from None
         check_storage(config)
         report = check_data(config)
+        report["memoryFit"] = check_memory_fit(config)
     except TrainerError as error:
         write_termination_log(config.reporting.termination_log if config else None, error)
         print(f"ftjob data check: {error.reason}: {error}", file=sys.stderr)
         return error.exit_code
     print("ftjob data check passed:")
     print(format_report(report))
+    if report.get("memoryFit"):
+        fit = report["memoryFit"]
+        print(f"  memory: {'fits' if fit['fits'] else 'DOES NOT FIT'}: {fit['message']}")
     write_report(config.reporting.termination_log, report)
     return 0
 

@@ -35,6 +35,9 @@ import dataclasses
 from dataclasses import dataclass
 
 GIB = 2**30
+# The operator's question to the data check's pod: the job's Layout and the GPU memory of
+# the nodes it may land on, as JSON.
+FIT_REQUEST_ENV = "FTJOB_MEMORY_FIT"
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 CONTEXT_BYTES = 1 * GIB
 FRAGMENTATION = 0.05
@@ -292,3 +295,16 @@ def _first(config, *names: str) -> float:
     """The first of `names` the config has (architectures name dropout differently)."""
     return next((float(getattr(config, name)) for name in names
                  if getattr(config, name, None) is not None), 0.0)
+
+
+def fit_verdict(shape: ModelShape, layout: Layout, gpu_bytes: float, source: str) -> dict:
+    """Whether the job fits, in the words the MemoryFit condition shows: the need by part,
+    and for a job that does not fit, what each change would need."""
+    need = estimate(shape, layout)
+    parts = ", ".join(f"{name} {gib(value)}" for name, value in need.parts().items() if value)
+    if need.total <= gpu_bytes:
+        return {"fits": True, "message": f"needs {gib(need.total)} per GPU of "
+                f"{gib(gpu_bytes)} ({need.total / gpu_bytes:.0%}; {parts}); GPU memory: "
+                f"{source}"}
+    return {"fits": False, "message": f"needs {gib(need.total)} per GPU of {gib(gpu_bytes)} "
+            f"({parts}; GPU memory: {source}). " + "; ".join(advice(shape, layout, gpu_bytes))}

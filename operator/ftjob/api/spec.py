@@ -310,10 +310,12 @@ class RunPolicy(ApiModel):
     preflight: Literal["enforce", "warn", "off"] = Field("enforce", description=(
         "Checks before the first attempt requests a GPU. The data is loaded and prepared by "
         "the task's own code in a CPU-only pod (same image and credentials; storage is "
-        "checked writable too), reported as the DataChecked condition. enforce: a failed "
-        "check ends the job Failed (InvalidDataset, NotFound, StorageAccessDenied, ...) "
-        "before any GPU pod exists; warn: the condition says so and training starts "
-        "anyway; off: no check. A spec.script job has no task to check its data with"))
+        "checked writable too), reported as the DataChecked condition; a GPU job is also "
+        "sized against the GPU memory its nodes report (MemoryFit condition). enforce: a "
+        "failed check ends the job Failed (InvalidDataset, NotFound, StorageAccessDenied, "
+        "DoesNotFitMemory, ...) before any GPU pod exists; warn: the condition says so and "
+        "training starts anyway; off: no check. A spec.script job has no task to check its "
+        "data with"))
     active_deadline_seconds: int | None = Field(None, ge=1)
     """Seconds after the first attempt started at which the job fails (DeadlineExceeded)"""
     ttl_seconds_after_finished: int | None = Field(None, ge=0)

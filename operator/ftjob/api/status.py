@@ -16,8 +16,8 @@ PHASES: tuple[str, ...] = get_args(Phase)
 
 
 class Condition(ApiModel):
-    """One aspect of the job's state (metav1.Condition): Ready, Restarting, Suspended,
-    DataChecked, Succeeded, Failed"""
+    """One aspect of the job's state (metav1.Condition): Running, Restarting, Suspended,
+    DataChecked, MemoryFit, Succeeded, Failed"""
 
     type: ShortText
     """The aspect this condition reports"""

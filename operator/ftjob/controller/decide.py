@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..api.spec import FineTuneJob
-from .failures import Failure, finished_report, first_failure
+from .failures import Failure, finished_report, first_failure, memory_fit
 from .manifests import ATTEMPT_LABEL, KUEUE_GROUP, KUEUE_QUEUE_LABEL, Names
 
 TERMINAL = ("Succeeded", "Failed")
@@ -22,6 +22,7 @@ TERMINAL = ("Succeeded", "Failed")
 TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output")
 CONDITION_TYPES = ("Running", "Restarting", "Suspended", "Succeeded", "Failed")
 DATA_CHECKED = "DataChecked"
+MEMORY_FIT = "MemoryFit"
 
 
 @dataclass
@@ -328,6 +329,16 @@ def _check_data(b: _Builder, names: Names, start_next) -> Plan:
         report = finished_report(pods) or "the data loads and prepares as the task needs"
         b.condition(DATA_CHECKED, "True", "DataValid", report)
         b.plan.events.append(("Normal", DATA_CHECKED, report))
+        fit = memory_fit(pods)
+        if fit is not None:
+            fits, message = fit
+            b.condition(MEMORY_FIT, "True" if fits else "False",
+                        "Fits" if fits else "DoesNotFitMemory", message)
+            if not fits and observed.job.spec.run_policy.preflight == "enforce":
+                return b.finish("Failed", "DoesNotFitMemory", "the job does not fit in GPU "
+                                f"memory, so no GPU was requested: {message}", "Warning")
+            if not fits:
+                b.plan.events.append(("Warning", "DoesNotFitMemory", message))
         return start_next("Created", "creating the training pods")
     failure = first_failure(pods)
     failed_job = _job_condition(check, "Failed")

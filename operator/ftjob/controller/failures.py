@@ -99,16 +99,30 @@ def classify_pod(pod: dict) -> Failure | None:
     return Failure("PodFailed", status.get("message") or "the pod failed", True, name)
 
 
-def finished_report(pods: list[dict]) -> str | None:
-    """The message a succeeded container left in its termination log (the data check's
-    report), if any."""
+def finished_record(pods: list[dict]) -> dict | None:
+    """What a succeeded container left in its termination log (the data check's report and
+    memory fit), if anything."""
     for pod in pods:
         for container in pod.get("status", {}).get("containerStatuses", []) or []:
             terminated = container.get("state", {}).get("terminated") or {}
             parsed = _trainer_message(terminated.get("message"))
             if terminated.get("exitCode") == 0 and parsed:
-                return str(parsed.get("message", ""))[:1000] or None
+                return parsed
     return None
+
+
+def finished_report(pods: list[dict]) -> str | None:
+    """The data check's one-line report, if any."""
+    record = finished_record(pods) or {}
+    return str(record.get("message", ""))[:1000] or None
+
+
+def memory_fit(pods: list[dict]) -> tuple[bool, str] | None:
+    """The data check's memory fit verdict (fits, message), when it was asked."""
+    fit = (finished_record(pods) or {}).get("memoryFit")
+    if not isinstance(fit, dict) or "fits" not in fit:
+        return None
+    return bool(fit["fits"]), str(fit.get("message", ""))[:1500]
 
 
 def _finished_at(pod: dict) -> str:

@@ -170,6 +170,10 @@ def serves_api_group(group: str) -> bool:
     return served
 
 
+def list_nodes(selector: str) -> list[dict]:
+    return _call("list", "GET", "/api/v1/nodes", query=[("labelSelector", selector)])["items"]
+
+
 def list_pods(namespace: str, selector: str) -> list[dict]:
     return _call("list", "GET", _path("Pod", namespace),
                  query=[("labelSelector", selector)])["items"]

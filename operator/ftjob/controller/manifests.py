@@ -3,8 +3,12 @@ deterministic names. The reconcile decides *whether* to create; these decide *wh
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 
+
+from ftjob_trainer.memory_fit import FIT_REQUEST_ENV
 
 from .. import API_VERSION, GROUP, KIND, PLURAL, launch, render
 from ..api.pod import FTJOB_MOUNTS
@@ -310,12 +314,53 @@ def data_check_command() -> list[str]:
     return ["python", "-m", "ftjob_trainer.data_check", f"{CONFIG_DIR}/{render.TRAINER_CONFIG}"]
 
 
-def build_data_check(job: FineTuneJob, uid: str, defaults: Defaults) -> dict:
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, set by GPU feature discovery
+
+
+def gpu_memory_of(job: FineTuneJob, nodes: list[dict]) -> tuple[int, str] | None:
+    """The GPU memory (bytes) the job can count on, and where that figure comes from: the
+    smallest of the GPU nodes its nodeSelector allows (the scheduler may pick any of
+    them), or None for a CPU job or when no such node says."""
+    if job.spec.distributed.gpus_per_node == 0:
+        return None
+    wanted = (job.spec.pod_template.node_selector if job.spec.pod_template else None) or {}
+    sizes = {}
+    for node in nodes:
+        node_labels = node["metadata"].get("labels") or {}
+        if all(node_labels.get(k) == v for k, v in wanted.items()) and \
+                str(node_labels.get(GPU_MEMORY_LABEL, "")).isdigit():
+            sizes[node["metadata"]["name"]] = int(node_labels[GPU_MEMORY_LABEL])
+    if not sizes:
+        return None
+    smallest = min(sizes, key=sizes.get)
+    return sizes[smallest] * 2**20, f"{GPU_MEMORY_LABEL} of node {smallest} (the smallest " \
+        f"of {len(sizes)} the job may land on)"
+
+
+def memory_fit_input(job: FineTuneJob, gpu_memory: tuple[int, str] | None) -> dict | None:
+    """What the data check sizes the job with (FTJOB_MEMORY_FIT), or None."""
+    if gpu_memory is None or job.spec.script is not None:
+        return None
+    from dataclasses import asdict
+
+    from ..memory import layout_of
+
+    return {"layout": asdict(layout_of(job)), "gpuMemoryBytes": gpu_memory[0],
+            "gpuMemorySource": gpu_memory[1]}
+
+
+def build_data_check(job: FineTuneJob, uid: str, defaults: Defaults,
+                     gpu_memory: tuple[int, str] | None = None) -> dict:
     """The preflight before the first attempt (attempt 0): one CPU-only pod that loads and
-    prepares the data with the trainer's own code and checks storage. It is not queued:
-    it holds no GPU, and it must answer before the job waits in a queue for GPUs."""
+    prepares the data with the trainer's own code and checks storage, and sizes the job
+    against `gpu_memory` when known. It is not queued: it holds no GPU, and it must answer
+    before the job waits in a queue for GPUs."""
     template = _pod_template(job, defaults, 0, data_check_command(),
                              dict(defaults.data_check_resources))
+    fit = memory_fit_input(job, gpu_memory)
+    if fit is not None:
+        template["spec"]["containers"][0]["env"].append(
+            {"name": FIT_REQUEST_ENV, "value": json.dumps(fit, sort_keys=True)})
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": _metadata(job, uid, Names(job.metadata.name).data_check, 0),

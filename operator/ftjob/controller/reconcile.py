@@ -120,6 +120,19 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
     return plan
 
 
+def _gpu_memory(job) -> tuple[int, str] | None:
+    """The GPU memory the job can count on, from the nodes' labels; None when unknown (a
+    CPU job, no labelled node, or no permission to list nodes)."""
+    if job.spec.distributed.gpus_per_node == 0:
+        return None
+    try:
+        nodes = kube.list_nodes(manifests.GPU_MEMORY_LABEL)
+    except ApiException as error:
+        logger.info("Cannot list nodes for the GPU memory (%s): no memory fit", error.status)
+        return None
+    return manifests.gpu_memory_of(job, nodes)
+
+
 def _create_attempt(body: dict, plan: Plan, status: dict, job, attempt_jobs: list[dict],
                     defaults: manifests.Defaults) -> None:
     """The attempt's Job, or before the first attempt the data check's."""
@@ -127,7 +140,8 @@ def _create_attempt(body: dict, plan: Plan, status: dict, job, attempt_jobs: lis
     namespace, uid = metadata["namespace"], metadata["uid"]
     resume = (status.get("checkpoint") or {}).get("uri")
     attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume) \
-        if plan.create_attempt else manifests.build_data_check(job, uid, defaults)
+        if plan.create_attempt else manifests.build_data_check(job, uid, defaults,
+                                                               _gpu_memory(job))
     job_name = attempt["metadata"]["name"]
     waiting = RECENT.awaiting_watch(uid, job_name, attempt_jobs)
     if waiting is not None:
