@@ -67,7 +67,7 @@ def test_rank0_patches_progress_metrics_and_checkpoint_of_its_own_job(cluster, n
     found = eventually(lambda: (lambda s: s if s.get("checkpoint") else None)(
         status(cluster, namespace, "mine")), what="the checkpoint on status")
     assert found["checkpoint"] == {"uri": "s3://bkt/c/checkpoint-40", "step": 40,
-                                   "savedAt": "2026-11-22T00:00:00.000Z"}
+                                   "savedAt": "2026-11-22T00:00:00.000Z", "uploadSeconds": 1.0}
     assert found["progress"]["step"] == 40 and found["progress"]["loss"] == 1 / 40
     assert "gradNorm" not in found["progress"]
     assert found["metrics"] == {"epoch": 1.0, "eval_accuracy": 0.8, "eval_loss": 0.4}

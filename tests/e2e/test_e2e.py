@@ -313,3 +313,42 @@ def test_a_job_that_does_not_fit_in_gpu_memory_is_refused_before_any_gpu_pod(
     # The one pod there ever was is the data check's, and it asked for no GPU.
     assert [pod["labels"]["ftjob.dev/attempt"] for pod in pods.values()] == ["0"], pods
     assert not any("nvidia.com/gpu" in pod["limits"] for pod in pods.values())
+
+
+def test_a_deadline_before_the_eta_stops_early_with_a_checkpoint_the_next_run_resumes_from(
+        cluster, namespace, operator, kubelet, storage, minilm_path):
+    from datetime import datetime, timedelta
+
+    job = cluster_job("deadline", namespace, minilm_path, storage.endpoint, max_steps=400)
+    job["spec"]["training"]["saveSteps"] = 1000  # no periodic checkpoint: only the final save
+    job["spec"]["runPolicy"] = {"activeDeadlineSeconds": 80}
+    cluster.apply(job, namespace=namespace)
+    status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
+                                 else None)(status_of(cluster, namespace, "deadline")),
+                        timeout=240, interval=0.5, what="the job to stop")
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "DeadlineExceeded", failed
+    assert failed["message"].startswith("would run past runPolicy.activeDeadlineSeconds"), failed
+    # The pods got SIGTERM before the deadline, saved at the end of their step and uploaded.
+    checkpoint = eventually(lambda: status_of(cluster, namespace, "deadline").get("checkpoint"),
+                            timeout=90, interval=0.5, what="the final checkpoint on status")
+    started = datetime.fromisoformat(status["startTime"].replace("Z", "+00:00"))
+    saved = datetime.fromisoformat(checkpoint["savedAt"].replace("Z", "+00:00"))
+    assert saved <= started + timedelta(seconds=80), (checkpoint, status["startTime"])
+    assert 0 < checkpoint["step"] < 400 and checkpoint["uploadSeconds"] > 0
+
+    # A new run with the same checkpoints.uri resumes from that checkpoint.
+    again = cluster_job("deadline-again", namespace, minilm_path, storage.endpoint,
+                        max_steps=checkpoint["step"] + 4)
+    again["spec"]["checkpoints"]["uri"] = job["spec"]["checkpoints"]["uri"]
+    cluster.apply(again, namespace=namespace)
+    done = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
+                               else None)(status_of(cluster, namespace, "deadline-again")),
+                      timeout=300, interval=0.5, what="the resumed run to finish")
+    assert done["phase"] == "Succeeded", done.get("message")
+    rank_0 = cluster.get("pods", "-n", namespace, "-l",
+                         "ftjob.dev/job-name=deadline-again,ftjob.dev/attempt=1,"
+                         "batch.kubernetes.io/job-completion-index=0")["items"][0]
+    resumed = re.search(r"Resuming from \S+ \(step (\d+)\)", kubelet.log(rank_0["metadata"]["name"]))
+    assert resumed and int(resumed.group(1)) == checkpoint["step"]
+    assert done["progress"]["step"] == checkpoint["step"] + 4

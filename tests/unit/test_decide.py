@@ -186,12 +186,52 @@ def test_deadline():
     assert plan.delete_jobs == ["j-attempt-1"]
 
 
-def test_a_running_job_is_looked_at_again_when_its_deadline_passes():
+def test_a_running_job_is_looked_at_again_when_its_final_save_must_start():
     started = {"phase": "Running", "attempt": 1, "startTime": timestamp(NOW)}
     plan = decide(observe(started, [attempt_job(1, ready=2)],
-                          now=NOW + timedelta(seconds=20), activeDeadlineSeconds=60))
+                          now=NOW + timedelta(seconds=20), activeDeadlineSeconds=90))
+    # 30 s before the deadline: the floor of a final save with nothing measured yet.
     assert plan.status["phase"] == "Running" and plan.requeue_after == 40
     assert decide(observe(started, [attempt_job(1, ready=2)])).requeue_after is None
+    starting = {**started, "phase": "Initializing"}  # nothing to save: at the deadline
+    assert decide(observe(starting, [attempt_job(1, ready=1)], now=NOW + timedelta(
+        seconds=20), activeDeadlineSeconds=90)).requeue_after == 70
+
+
+def running(eta=None, step=40, max_steps=100, upload=None) -> dict:
+    status = {"phase": "Running", "attempt": 1, "startTime": timestamp(NOW),
+              "progress": {"step": step, "maxSteps": max_steps,
+                           **({"etaSeconds": eta} if eta is not None else {})}}
+    if upload is not None:
+        status["checkpoint"] = {"uri": "s3://b/j/checkpoint-20", "step": 20,
+                                "savedAt": "2026-11-22T12:00:10Z", "uploadSeconds": upload}
+    return status
+
+
+@pytest.mark.parametrize("status, budget", [
+    (running(), 30),                                  # the floor
+    (running(eta=600, upload=20), 10 + 2 * 20),       # a 10 s step, then twice the upload
+    (running(eta=60, upload=1), 30),
+])
+def test_the_final_save_budget_is_measured(status, budget):
+    assert decisions.save_budget(status) == budget
+
+
+def test_a_job_that_would_run_past_its_deadline_stops_early_to_save():
+    status = running(eta=600, upload=20)             # a budget of 50 s
+    early = decide(observe(status, [attempt_job(1, ready=2)],
+                           now=NOW + timedelta(seconds=49), activeDeadlineSeconds=100))
+    assert early.status["phase"] == "Running" and early.requeue_after == 1
+    stop = decide(observe(status, [attempt_job(1, ready=2)],
+                          now=NOW + timedelta(seconds=50), activeDeadlineSeconds=100))
+    assert stop.status["phase"] == "Failed" and stop.delete_jobs == ["j-attempt-1"]
+    assert conditions(stop)["Failed"][1] == "DeadlineExceeded"
+    assert stop.status["message"].startswith(
+        "would run past runPolicy.activeDeadlineSeconds (100 s): stopped 50 s before it")
+    # An ETA that ends before the deadline keeps it running.
+    finishing = decide(observe(running(eta=30, upload=20), [attempt_job(1, ready=2)],
+                               now=NOW + timedelta(seconds=60), activeDeadlineSeconds=100))
+    assert finishing.status["phase"] == "Running"
 
 
 def test_suspend_then_resume():

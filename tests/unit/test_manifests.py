@@ -248,3 +248,10 @@ def test_the_data_check_is_asked_the_memory_fit_when_the_gpu_memory_is_known():
     unknown = manifests.build_data_check(gpu_job, "uid", DEFAULTS, None)
     assert "FTJOB_MEMORY_FIT" not in {e["name"] for e in
                                       pod(unknown)["containers"][0]["env"]}
+
+
+def test_the_pods_grace_period_covers_the_measured_final_save():
+    assert pod(manifests.build_job(job(), "uid", 2, DEFAULTS, None))[
+        "terminationGracePeriodSeconds"] == 60                       # the floor
+    assert pod(manifests.build_job(job(), "uid", 2, DEFAULTS, None, grace_seconds=95.2))[
+        "terminationGracePeriodSeconds"] == 96

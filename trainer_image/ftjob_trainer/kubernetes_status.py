@@ -36,8 +36,11 @@ def status_update(record: dict) -> tuple[dict, bool]:
     if kind == "eval":
         return {"metrics": _numbers(record.get("metrics", {}))}, False
     if kind == "checkpoint":
-        return {"checkpoint": {"uri": record["uri"], "step": record["step"],
-                               "savedAt": record.get("savedAt") or record["time"]}}, True
+        checkpoint = {"uri": record["uri"], "step": record["step"],
+                      "savedAt": record.get("savedAt") or record["time"]}
+        if isinstance(record.get("uploadSeconds"), (int, float)):
+            checkpoint["uploadSeconds"] = record["uploadSeconds"]
+        return {"checkpoint": checkpoint}, True
     if kind == "finished":
         update = {"metrics": _numbers(record.get("metrics", {})),
                   "progress": {"percent": 100.0, "etaSeconds": 0, "updatedAt": record["time"]}}

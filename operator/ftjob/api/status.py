@@ -73,6 +73,9 @@ class CheckpointStatus(ApiModel):
     """The optimizer step it was saved at"""
     saved_at: ShortText
     """When its upload completed (RFC 3339)"""
+    upload_seconds: float | None = None
+    """How long its upload took: the operator keeps twice that (and the step in progress)
+    for a final save before a deadline, and as the pods' termination grace period"""
 
 
 class OutputStatus(ApiModel):

@@ -65,6 +65,28 @@ def parse_time(value: str | None) -> datetime | None:
         tzinfo=None) if value else None
 
 
+# What a final save is given when nothing was measured yet: the step in progress, the
+# save and its upload.
+SAVE_FLOOR_SECONDS = 30.0
+
+
+def save_budget(status: dict) -> float:
+    """Seconds a final save needs, from what the job measured: the step in progress (from
+    the ETA) and twice its latest upload; at least SAVE_FLOOR_SECONDS."""
+    progress = status.get("progress") or {}
+    eta, step, total = (progress.get(key) for key in ("etaSeconds", "step", "maxSteps"))
+    step_seconds = eta / (total - step) if eta and total and step is not None and \
+        total > step else 0.0
+    upload = (status.get("checkpoint") or {}).get("uploadSeconds") or 0.0
+    return max(SAVE_FLOOR_SECONDS, step_seconds + 2 * upload)
+
+
+def finishes_in_time(status: dict, elapsed: float, deadline: float) -> bool:
+    """Whether the ETA says training ends before the deadline (unknown: no)."""
+    eta = (status.get("progress") or {}).get("etaSeconds")
+    return eta is not None and elapsed + eta < deadline
+
+
 def restart_delay(restarts: int, base: float) -> float:
     """Exponential backoff before attempt N+1, capped at five minutes."""
     return min(base * 2 ** max(restarts - 1, 0), 300.0)
@@ -174,9 +196,13 @@ def decide(observed: Observed) -> Plan:
     started = parse_time(plan.status.get("startTime"))
     if policy and policy.active_deadline_seconds and started and \
             plan.status.get("phase") not in TERMINAL:
-        # Nothing else may happen before the deadline: look again when it passes.
-        left = (started + timedelta(seconds=policy.active_deadline_seconds)
-                - observed.now).total_seconds()
+        # Nothing else may happen before the deadline: look again when it passes, or
+        # when a running job must start its final save.
+        deadline_at = started + timedelta(seconds=policy.active_deadline_seconds)
+        save_at = deadline_at - timedelta(seconds=save_budget(observed.status))
+        wake = save_at if plan.status.get("phase") == "Running" and save_at > observed.now \
+            else deadline_at
+        left = (wake - observed.now).total_seconds()
         plan.requeue_after = min(plan.requeue_after or left, max(left, 0.0))
     return plan
 
@@ -226,11 +252,21 @@ def _decide(observed: Observed) -> Plan:
         return b.plan
 
     started = parse_time(status.get("startTime"))
-    if policy.active_deadline_seconds and started and \
-            (now - started).total_seconds() >= policy.active_deadline_seconds:
+    deadline = policy.active_deadline_seconds
+    elapsed = (now - started).total_seconds() if started else 0.0
+    if deadline and started and elapsed >= deadline:
         return b.finish("Failed", "DeadlineExceeded", "ran longer than "
-                        f"runPolicy.activeDeadlineSeconds ({policy.active_deadline_seconds} s)",
-                        "Warning")
+                        f"runPolicy.activeDeadlineSeconds ({deadline} s)", "Warning")
+    budget = save_budget(observed.status)
+    if deadline and started and phase == "Running" and elapsed >= deadline - budget and \
+            not finishes_in_time(observed.status, elapsed, deadline):
+        # Stopped now, the pods get SIGTERM and save before the deadline would kill them
+        # (the trainer saves at the end of the step in progress, then uploads).
+        return b.finish("Failed", "DeadlineExceeded", "would run past "
+                        f"runPolicy.activeDeadlineSeconds ({deadline} s): stopped "
+                        f"{deadline - elapsed:.0f} s before it so the trainer saves a "
+                        "checkpoint, which a new run with the same checkpoints.uri resumes "
+                        "from", "Warning")
 
     def start_next(reason: str, message: str) -> Plan:
         status["attempt"] = attempt + 1

@@ -4,6 +4,7 @@ deterministic names. The reconcile decides *whether* to create; these decide *wh
 from __future__ import annotations
 
 import json
+import math
 
 from dataclasses import dataclass, field
 
@@ -281,13 +282,17 @@ def _pod_template(job: FineTuneJob, defaults: Defaults, attempt: int, command: l
 
 
 def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
-              resume_from: str | None = None) -> dict:
+              resume_from: str | None = None, grace_seconds: float = 0) -> dict:
     """One Indexed Job per attempt: completions = parallelism = nodes, no retries of its own
-    (the operator restarts the whole group), pods named so index 0 is the rendezvous."""
+    (the operator restarts the whole group), pods named so index 0 is the rendezvous.
+    `grace_seconds`: what a final save was measured to need; the pods' termination grace
+    period is at least that, so a preemption or a drain leaves a complete checkpoint."""
     spec = job.spec
     names = Names(job.metadata.name)
     template = _pod_template(job, defaults, attempt, launch_command(job, attempt),
                              _resources(job, defaults))
+    template["spec"]["terminationGracePeriodSeconds"] = max(
+        TERMINATION_GRACE_SECONDS, math.ceil(grace_seconds))
     template["spec"]["subdomain"] = names.service
     template["spec"]["containers"][0]["ports"] = [
         {"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]

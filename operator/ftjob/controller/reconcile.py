@@ -11,7 +11,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
-from .decide import Observed, Plan, attempt_to_read, decide, operator_owned
+from .decide import Observed, Plan, attempt_to_read, decide, operator_owned, save_budget
 from .recent import Recent
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,8 @@ def _create_attempt(body: dict, plan: Plan, status: dict, job, attempt_jobs: lis
     metadata = body["metadata"]
     namespace, uid = metadata["namespace"], metadata["uid"]
     resume = (status.get("checkpoint") or {}).get("uri")
-    attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume) \
+    attempt = manifests.build_job(job, uid, plan.create_attempt, defaults, resume,
+                                  save_budget(status)) \
         if plan.create_attempt else manifests.build_data_check(job, uid, defaults,
                                                                _gpu_memory(job))
     job_name = attempt["metadata"]["name"]
