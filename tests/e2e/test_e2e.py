@@ -319,8 +319,8 @@ def test_a_deadline_before_the_eta_stops_early_with_a_checkpoint_the_next_run_re
         cluster, namespace, operator, kubelet, storage, minilm_path):
     from datetime import datetime, timedelta
 
-    job = cluster_job("deadline", namespace, minilm_path, storage.endpoint, max_steps=400)
-    job["spec"]["training"]["saveSteps"] = 1000  # no periodic checkpoint: only the final save
+    job = cluster_job("deadline", namespace, minilm_path, storage.endpoint, max_steps=2000)
+    job["spec"]["training"]["saveSteps"] = 5000  # no periodic checkpoint: only the final save
     job["spec"]["runPolicy"] = {"activeDeadlineSeconds": 120}
     cluster.apply(job, namespace=namespace)
     status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
@@ -335,7 +335,7 @@ def test_a_deadline_before_the_eta_stops_early_with_a_checkpoint_the_next_run_re
     started = datetime.fromisoformat(status["startTime"].replace("Z", "+00:00"))
     saved = datetime.fromisoformat(checkpoint["savedAt"].replace("Z", "+00:00"))
     assert saved <= started + timedelta(seconds=120), (checkpoint, status["startTime"])
-    assert 0 < checkpoint["step"] < 400 and checkpoint["uploadSeconds"] > 0
+    assert 0 < checkpoint["step"] < 2000 and checkpoint["uploadSeconds"] > 0
 
     # A new run with the same checkpoints.uri resumes from that checkpoint.
     again = cluster_job("deadline-again", namespace, minilm_path, storage.endpoint,
