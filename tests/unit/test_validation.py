@@ -47,6 +47,10 @@ GOOD_CASES = {
     # As the API server reads them: a null known field is absent, 2.0 is the integer 2.
     "null known fields": {"spec.training.maxSteps": None, "spec.peft": None},
     "whole number written as a float": {"spec.distributed": {"nodes": 2.0}},
+    "as read back from the API server": {
+        "metadata.uid": "0c1d", "metadata.resourceVersion": "41", "metadata.generation": 2,
+        "metadata.creationTimestamp": "2026-12-02T00:00:00Z", "metadata.managedFields": [{}],
+        "metadata.finalizers": ["x/y"], "status": {"phase": "Running"}},
     "files instead of hub": {"spec.dataset": {"files": {"train": "s3://bkt/train.csv"},
                                               "textColumns": ["text"]}},
     "lora": {"spec.peft": {"type": "lora", "r": 16, "targetModules": ["query", "value"]}},
@@ -193,6 +197,11 @@ BAD_CASES = {
                            "spec.distributed.nodes", ["valid integer"]),
     "fractional number for an integer": ({"spec.distributed": {"nodes": 1.5}}, (),
                                          "spec.distributed.nodes", ["valid integer"]),
+    # Strict decoding refuses unknown names in metadata and at the top too (found by the
+    # API-server fuzz test: fz-229).
+    "unknown metadata field": ({"metadata.owner": "me"}, (), "metadata.owner",
+                               ["unknown field", "generateName"]),
+    "unknown top-level field": ({"specs": {}}, (), "specs", ["unknown field", "spec"]),
 }
 
 

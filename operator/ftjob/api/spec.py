@@ -452,19 +452,31 @@ class FineTuneJobSpec(ApiModel):
 
 
 class ObjectMeta(ApiModel):
-    model_config = ApiModel.model_config | {"extra": "allow"}
+    """metav1.ObjectMeta: what ftjob reads is typed; the rest of its fields pass as they
+    are (the API server sets or checks them), and any other name is an unknown field, as
+    the API server's strict decoding refuses it."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=JOB_NAME_MAX_LENGTH,
                                            pattern=JOB_NAME)]
     namespace: Name | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    generate_name: Any = None
+    self_link: Any = None
+    uid: Any = None
+    resource_version: Any = None
+    generation: Any = None
+    creation_timestamp: Any = None
+    deletion_timestamp: Any = None
+    deletion_grace_period_seconds: Any = None
+    owner_references: Any = None
+    finalizers: Any = None
+    managed_fields: Any = None
 
 
 class FineTuneJob(ApiModel):
-    model_config = ApiModel.model_config | {"extra": "allow"}
-
     api_version: Literal["ftjob.dev/v1alpha1"]
     kind: Literal["FineTuneJob"]
     metadata: ObjectMeta
     spec: FineTuneJobSpec
+    status: Any = None  # the operator's and the trainer's (api/status.py), never the user's
