@@ -203,6 +203,15 @@ def operator(cluster, crd):
     # The client library reads $KUBECONFIG once, when it is first imported.
     kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
     # Test namespaces only ("t-..."): the chaos test runs operators of its own elsewhere.
+    # An update of the CRD (a Helm test's upgrade) makes the API server re-initialize the
+    # resource's storage, answering 429 for a while; kopf started then may give up on its
+    # first listing and never watch (seen once in CI: no status ever written). Start once
+    # the resource answers.
+    from tests.support.waiting import eventually
+
+    eventually(lambda: cluster.kubectl("get", "finetunejobs.ftjob.dev", "-A",
+                                       check=False).returncode == 0,
+               timeout=120, what="the FineTuneJob resource to answer")
     runner = KopfRunner(["run", "--standalone", "--namespace", "t-*", "-m",
                          "ftjob.controller.handlers", "--liveness",
                          f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz"], timeout=60)
