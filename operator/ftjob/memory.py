@@ -94,8 +94,7 @@ def report(job: FineTuneJob, shape: ModelShape, layout: Layout,
              f"parameters{trained}, {layout.strategy} on {layout.world_size} "
              f"process{'es' if layout.world_size != 1 else ''}, batch {layout.micro_batch} x "
              f"{layout.sequence_length} tokens per process",
-             "per GPU: " + ", ".join(f"{name} {gib(value)}" for name, value in
-                                     need.parts().items() if value) + f" = {gib(need.total)}"]
+             f"per GPU: {need.describe()} = {gib(need.total)}"]
     if gpu_bytes is None:
         verdicts = [f"{name}: {'fits' if need.total <= size else 'does not fit'}"
                     for name, size in COMMON_GPUS.items()]

@@ -129,6 +129,11 @@ class Estimate:
     def parts(self) -> dict[str, float]:
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
+    def describe(self) -> str:
+        """The parts that hold anything, as `ftjob validate --fit` and MemoryFit say them."""
+        return ", ".join(f"{name} {gib(value)}" for name, value in self.parts().items()
+                         if value)
+
 
 def _sharding(layout: Layout) -> tuple[int, int, int]:
     """Over how many ranks (weights, gradients, optimizer states) are split."""
@@ -301,7 +306,7 @@ def fit_verdict(shape: ModelShape, layout: Layout, gpu_bytes: float, source: str
     """Whether the job fits, in the words the MemoryFit condition shows: the need by part,
     and for a job that does not fit, what each change would need."""
     need = estimate(shape, layout)
-    parts = ", ".join(f"{name} {gib(value)}" for name, value in need.parts().items() if value)
+    parts = need.describe()
     if need.total <= gpu_bytes:
         return {"fits": True, "message": f"needs {gib(need.total)} per GPU of "
                 f"{gib(gpu_bytes)} ({need.total / gpu_bytes:.0%}; {parts}); GPU memory: "
