@@ -78,6 +78,61 @@ class CheckpointStatus(ApiModel):
     for a final save before a deadline, and as the pods' termination grace period"""
 
 
+class RunTiming(ApiModel):
+    """Rank 0's account of the current run's time since training began (the operator splits
+    each attempt's time with it for status.goodput)"""
+
+    attempt: int
+    """The attempt this run belongs to"""
+    train_began_at: ShortText
+    """When the Trainer began training (model, data and checkpoint loaded; RFC 3339)"""
+    training_seconds: float = 0.0
+    """Time in training steps since then (data loading and logging included)"""
+    evaluation_seconds: float = 0.0
+    """Time in evaluations during training"""
+    checkpoint_seconds: float = 0.0
+    """Time training waited on checkpoint saves (uploads run in the background)"""
+    saved_training_seconds: float = 0.0
+    """trainingSeconds at the step of this run's newest complete checkpoint: what a failure
+    would not lose"""
+
+
+class Goodput(ApiModel):
+    """Where the job's wall time since creation went, updated at every phase change (and
+    live in `ftjob status` and the per-job Prometheus metrics)"""
+
+    ratio: float | None = None
+    """productiveSeconds / wallSeconds"""
+    wall_seconds: float = 0.0
+    """Time from creation to accountedAt"""
+    productive_seconds: float = 0.0
+    """Training steps whose work was kept (saved in a checkpoint, or the run finished)"""
+    startup_seconds: float = 0.0
+    """Data check, pod scheduling, image pull, model, data and checkpoint loading: each
+    attempt until training began"""
+    checkpoint_seconds: float = 0.0
+    """Training waiting on checkpoint saves"""
+    evaluation_seconds: float = 0.0
+    """Evaluations during training"""
+    recompute_seconds: float = 0.0
+    """Training steps after the last complete checkpoint of an attempt that failed or was
+    stopped: work done again (or lost)"""
+    restart_seconds: float = 0.0
+    """From a failure until the next attempt was created: pods stopping, restart backoff"""
+    queued_seconds: float = 0.0
+    """Waiting for a queue to admit the job, or suspended"""
+    other_seconds: float = 0.0
+    """The rest of each attempt: final evaluation and export, pods exiting, the time
+    between the last report and a failure"""
+    accounted_at: ShortText | None = None
+    """The time up to which the figures account (RFC 3339)"""
+    folded_run: ShortText | None = None
+    """trainBeganAt of the last run accounted: a checkpoint it completes later (a save on
+    SIGTERM) moves its time from recompute back to productive"""
+    folded_saved_seconds: float | None = None
+    """savedTrainingSeconds of that run when it was accounted"""
+
+
 class OutputStatus(ApiModel):
     """The exported model"""
 
@@ -124,3 +179,5 @@ class FineTuneJobStatus(ApiModel):
     train_loss, ...)"""
     checkpoint: CheckpointStatus | None = None
     output: OutputStatus | None = None
+    timing: RunTiming | None = None
+    goodput: Goodput | None = None

@@ -13,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .. import goodput
 from ..api.spec import FineTuneJob
 from .failures import Failure, finished_report, first_failure, memory_fit
 from .manifests import ATTEMPT_LABEL, KUEUE_GROUP, KUEUE_QUEUE_LABEL, Names
 
 TERMINAL = ("Succeeded", "Failed")
 # Status fields the trainer's status sink writes; the operator never decides them.
-TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output")
+TRAINER_OWNED = ("progress", "metrics", "checkpoint", "output", "timing")
 CONDITION_TYPES = ("Running", "Restarting", "Suspended", "Succeeded", "Failed")
 DATA_CHECKED = "DataChecked"
 MEMORY_FIT = "MemoryFit"
@@ -43,6 +44,8 @@ class Observed:
     # Whether the cluster serves Kueue's API (asked only for a queued job): without it
     # nothing ever admits a queued attempt.
     queue_controller_present: bool = True
+    # metadata.creationTimestamp: where the goodput ledger starts (now when unknown)
+    created: datetime | None = None
 
 
 @dataclass
@@ -187,6 +190,10 @@ class _Builder:
 
 def decide(observed: Observed) -> Plan:
     plan = _decide(observed)
+    ledger = goodput.account(observed.status or {}, plan.status,
+                             observed.created or observed.now, observed.now)
+    if ledger is not None:
+        plan.status["goodput"] = ledger
     # A Job already being deleted (foreground: until its pods are gone) is left alone.
     deleting = {j["metadata"]["name"] for j in observed.attempt_jobs
                 if j["metadata"].get("deletionTimestamp")}

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from kubernetes.client.exceptions import ApiException
 
+from .. import goodput
 from ..api.load import SpecError, parse_job
 from . import kube, manifests
 from .decide import Observed, Plan, attempt_to_read, decide, operator_owned, save_budget
@@ -67,7 +68,8 @@ def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
         job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
         restart_backoff_seconds=restart_backoff_seconds,
-        queue_controller_present=not queued or kube.serves_api_group(manifests.KUEUE_GROUP))
+        queue_controller_present=not queued or kube.serves_api_group(manifests.KUEUE_GROUP),
+        created=goodput.parse_moment(metadata.get("creationTimestamp")))
     return decide(observed), status, job
 
 
