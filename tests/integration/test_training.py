@@ -36,6 +36,23 @@ def assert_trained(result, run, steps: int, world_size: int = 2) -> dict:
     return done
 
 
+def assert_timing(run, done: dict) -> None:
+    """Rank 0's clock for the goodput ledger: training, the evaluation at step 4 and the
+    saves at steps 2 and 4 apart, within the time since training began."""
+    from ftjob.goodput import parse_moment
+
+    timing = done["timing"]
+    began = parse_moment(timing["trainBeganAt"])
+    assert timing["evaluationSeconds"] > 0 and timing["checkpointSeconds"] > 0
+    saved = [(e["step"], e["timing"]["savedTrainingSeconds"]) for e in run.events()
+             if e["event"] == "checkpoint"]
+    assert [step for step, _ in saved] == [2, 4]
+    assert 0 < saved[0][1] < saved[1][1] == timing["savedTrainingSeconds"]
+    assert timing["savedTrainingSeconds"] <= timing["trainingSeconds"]
+    parts = sum(timing[f"{part}Seconds"] for part in ("training", "evaluation", "checkpoint"))
+    assert parts <= (parse_moment(done["time"]) - began).total_seconds() + 0.01
+
+
 @pytest.mark.parametrize("strategy,extra", [
     ("ddp", {}),
     ("fsdp", {"fsdp": {"sharding": "full_shard"}}),
@@ -54,6 +71,7 @@ def test_two_process_strategies(ftjob_run, minilm_path, strategy, extra):
     evals = [e for e in run.events() if e["event"] == "eval"]
     assert [e["step"] for e in evals] == [4]
     assert done["metrics"]["eval_accuracy"] == evals[0]["metrics"]["eval_accuracy"]
+    assert_timing(run, done)
     # Whatever the strategy sharded, the export is a whole model Transformers can load.
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

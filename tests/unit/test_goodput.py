@@ -168,3 +168,21 @@ def test_the_operator_keeps_the_ledger_on_status_from_the_creation_time():
     assert plan.status["phase"] == "Restarting"
     assert plan.status["goodput"]["wallSeconds"] == 90
     assert plan.status["goodput"]["startupSeconds"] == 90  # training never began
+
+
+def test_what_rank_0_writes_on_status_timing():
+    from ftjob_trainer.kubernetes_status import status_update
+
+    started, urgent = status_update({"event": "started", "time": "t", "attempt": 2, "step": 8,
+                                     "timing": {"trainBeganAt": "t", "trainingSeconds": 0.0}})
+    # A new run clears what the last run had saved.
+    assert started["timing"] == {"attempt": 2, "trainBeganAt": "t", "trainingSeconds": 0.0,
+                                 "savedTrainingSeconds": 0.0} and urgent
+    saved, urgent = status_update({"event": "checkpoint", "time": "t", "attempt": 2, "step": 12,
+                                   "uri": "s3://b/c", "timing": {
+                                       "trainBeganAt": "t", "savedTrainingSeconds": 31.5}})
+    assert saved["timing"]["savedTrainingSeconds"] == 31.5 and urgent
+    FineTuneJobStatus.model_validate(started)
+    ignored, _ = status_update({"event": "preempted", "time": "t", "attempt": 2, "step": 3,
+                                "timing": {"trainBeganAt": "t"}})
+    assert ignored == {}

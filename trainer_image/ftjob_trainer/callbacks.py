@@ -12,7 +12,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback
 
 from . import contract, report
-from .checkpoints import BackgroundUploader, snapshot
+from .checkpoints import BackgroundUploader, snapshot, utc_now
 from .reporting import ProgressClock, Reporter
 
 
@@ -77,6 +77,61 @@ class PreemptionCallback(TrainerCallback):
         signal.signal(signal.SIGTERM, self._previous)
 
 
+class RunClock(TrainerCallback):
+    """This run's time since training began, split into training steps, evaluations and
+    checkpoint saves (the operator's goodput ledger splits each attempt with it). The
+    Trainer evaluates and then saves after a step ends and before the next begins, so what
+    passes from a step's end to on_evaluate is evaluation, and from there to on_save (after
+    every other callback's on_save: put this one last) is the save."""
+
+    def __init__(self):
+        self.began: float | None = None
+        self.began_at: str | None = None
+        self.ended: float | None = None
+        self.evaluation = self.checkpoint = 0.0
+        self._mark = 0.0
+        self._saved: dict[int, float] = {}  # step -> training seconds when it was saved
+
+    def training(self) -> float:
+        if self.began is None:
+            return 0.0
+        end = self.ended if self.ended is not None else time.perf_counter()
+        return max(end - self.began - self.evaluation - self.checkpoint, 0.0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.began, self.began_at = time.perf_counter(), utc_now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._mark = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.ended is None:  # the final evaluation after training is not training's
+            now = time.perf_counter()
+            self.evaluation += now - self._mark
+            self._mark = now
+
+    def on_save(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.checkpoint += now - self._mark
+        self._mark = now
+        self._saved[state.global_step] = self.training()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.ended = time.perf_counter()
+
+    def figures(self, saved_step: int | None = None) -> dict:
+        """status.timing's fields; `saved_step`: a checkpoint that just became complete."""
+        if self.began_at is None:
+            return {}
+        figures = {"trainBeganAt": self.began_at,
+                   "trainingSeconds": round(self.training(), 3),
+                   "evaluationSeconds": round(self.evaluation, 3),
+                   "checkpointSeconds": round(self.checkpoint, 3)}
+        if saved_step in self._saved:
+            figures["savedTrainingSeconds"] = round(self._saved[saved_step], 3)
+        return figures
+
+
 class ProgressCallback(TrainerCallback):
     """Reports step, loss, learning rate, throughput, ETA and eval metrics (global rank 0).
     Progress events are throttled to one per `min_interval` seconds, plus every log step.
@@ -84,8 +139,10 @@ class ProgressCallback(TrainerCallback):
     steps that log them (the Trainer calls on_step_end before on_log, so a step's loss is
     not known yet when it ends)."""
 
-    def __init__(self, reporter: Reporter, min_interval: float = 1.0, **run_facts):
+    def __init__(self, reporter: Reporter, clock: RunClock, min_interval: float = 1.0,
+                 **run_facts):
         self.reporter = reporter
+        self.clock_of_run = clock
         self.run_facts = run_facts  # job, attempt, resumedFrom: reported with "started"
         self.min_interval = min_interval
         self.clock: ProgressClock | None = None
@@ -97,7 +154,8 @@ class ProgressCallback(TrainerCallback):
         self.clock = ProgressClock(samples, state.global_step)
         if state.is_world_process_zero:
             self.reporter.emit("started", worldSize=args.world_size, maxSteps=state.max_steps,
-                               step=state.global_step, **self.run_facts)
+                               step=state.global_step, timing=self.clock_of_run.figures(),
+                               **self.run_facts)
 
     def _progress(self, state, **logged) -> None:
         self._last_emit = time.monotonic()
@@ -107,7 +165,8 @@ class ProgressCallback(TrainerCallback):
         self.reporter.emit(
             "progress", step=state.global_step, maxSteps=state.max_steps,
             epoch=round(state.epoch or 0.0, 4), percent=round(percent, 2) if percent else 0.0,
-            **logged, **self.clock.tick(state.global_step, state.max_steps))
+            **logged, **self.clock.tick(state.global_step, state.max_steps),
+            timing=self.clock_of_run.figures())
 
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_log:

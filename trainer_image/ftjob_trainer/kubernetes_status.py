@@ -29,6 +29,15 @@ MAX_METRICS = 64
 
 def status_update(record: dict) -> tuple[dict, bool]:
     """The status fields one event sets, and whether it should go out at once."""
+    update, urgent = _update_of(record)
+    if record.get("timing") and update:
+        # A new run's "started" clears the last run's savedTrainingSeconds.
+        reset = {"savedTrainingSeconds": 0.0} if record["event"] == "started" else {}
+        update["timing"] = {**reset, **record["timing"], "attempt": record.get("attempt", 0)}
+    return update, urgent
+
+
+def _update_of(record: dict) -> tuple[dict, bool]:
     kind = record["event"]
     if kind in ("started", "progress"):
         progress = {key: record[key] for key in PROGRESS_FIELDS if record.get(key) is not None}

@@ -17,14 +17,26 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 from . import contract
+from .checkpoints import utc_now
 from .reporting import ProgressClock, Reporter
 
 _reporter: Reporter | None = None
 _clock: ProgressClock | None = None
 _job: str | None = None
+_began: tuple[float, str] | None = None  # training began: at the first step reported
+
+
+def _timing() -> dict:
+    """status.timing of this run: a script's time from its first reported step is all
+    training (ftjob cannot tell its evaluations and saves apart)."""
+    if _began is None:
+        return {}
+    return {"trainBeganAt": _began[1],
+            "trainingSeconds": round(time.perf_counter() - _began[0], 3)}
 
 
 def _rank(variable: str) -> int:
@@ -51,7 +63,9 @@ def progress(step: int, max_steps: int | None = None, *, loss: float | None = No
              learning_rate: float | None = None, samples_per_step: int | None = None,
              epoch: float | None = None) -> None:
     """The step just finished; with max_steps, percent and ETA follow."""
-    global _clock
+    global _clock, _began
+    if _began is None:
+        _began = (time.perf_counter(), utc_now())
     reporter = _get_reporter()
     if not reporter.sinks:
         return
@@ -59,12 +73,13 @@ def progress(step: int, max_steps: int | None = None, *, loss: float | None = No
         _clock = ProgressClock(samples_per_step or 0, step - 1)
         resumed = {"step": step - 1} if os.environ.get(contract.RESUME_DIR) else None
         reporter.emit("started", job=_job, step=step - 1, maxSteps=max_steps,
-                      worldSize=int(os.environ.get("WORLD_SIZE", "1")), resumedFrom=resumed)
+                      worldSize=int(os.environ.get("WORLD_SIZE", "1")), resumedFrom=resumed,
+                      timing=_timing())
     extra = {key: value for key, value in (("loss", loss), ("learningRate", learning_rate),
                                            ("epoch", epoch)) if value is not None}
     percent = round(100.0 * step / max_steps, 2) if max_steps else 0.0
     reporter.emit("progress", step=step, maxSteps=max_steps, percent=percent, **extra,
-                  **_clock.tick(step, max_steps or 0))
+                  **_clock.tick(step, max_steps or 0), timing=_timing())
 
 
 def metrics(values: dict, step: int | None = None) -> None:
@@ -86,4 +101,5 @@ def checkpoint_saved(folder: str | os.PathLike, step: int) -> None:
         return
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / contract.SAVED_MARKER).write_text(json.dumps({"step": int(step)}))
+    # With the training time it keeps, for the goodput ledger.
+    (folder / contract.SAVED_MARKER).write_text(json.dumps({"step": int(step), **_timing()}))

@@ -129,16 +129,24 @@ class DeclaredCheckpoints:
     def __init__(self, root: Path, staging: Path, uploader: BackgroundUploader):
         self.root, self.staging, self.uploader = root, staging, uploader
         self.handed: set[Path] = set()
+        self.timing: dict[int, dict] = {}  # step -> status.timing once it is complete
+
+    def timing_of(self, step: int) -> dict:
+        return self.timing.get(step, {})
 
     def hand_over_new(self) -> None:
         declared = []
         for marker in self.root.glob(f"*/{contract.SAVED_MARKER}"):
             if marker.parent not in self.handed:
                 try:
-                    declared.append((int(json.loads(marker.read_text())["step"]),
-                                     marker.parent))
-                except (OSError, ValueError, KeyError):
+                    content = json.loads(marker.read_text())
+                    declared.append((int(content["step"]), marker.parent))
+                except (OSError, ValueError, KeyError, TypeError):
                     continue  # being written
+                if content.get("trainBeganAt"):
+                    self.timing[int(content["step"])] = {
+                        "trainBeganAt": content["trainBeganAt"],
+                        "savedTrainingSeconds": content.get("trainingSeconds", 0.0)}
         for step, folder in sorted(declared):
             self.handed.add(folder)
             try:
@@ -214,7 +222,7 @@ def run_script(config: ScriptConfig, config_path: str, command: list[str], node:
 
     def on_saved(saved, seconds):
         reporter.emit("checkpoint", step=saved.step, uri=saved.uri, savedAt=saved.saved_at,
-                      uploadSeconds=round(seconds, 3))
+                      uploadSeconds=round(seconds, 3), timing=declared.timing_of(saved.step))
 
     # The same id on every node's supervisor of this attempt.
     run_id = f"{config.job.name}-{config.job.attempt}"

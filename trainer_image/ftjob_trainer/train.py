@@ -16,7 +16,7 @@ import transformers
 from transformers import PrinterCallback, Trainer, set_seed
 
 from .arguments import Config, load_config
-from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback
+from .callbacks import CheckpointUploadCallback, PreemptionCallback, ProgressCallback, RunClock
 from .checkpoints import BackgroundUploader, CheckpointStore
 from .data import load_raw_datasets
 from .errors import ConfigError, PeerLost, Preempted, TrainerError, write_termination_log
@@ -155,10 +155,11 @@ def train(config: Config, reporter_box: list) -> int:
         model = parts.load_model()
 
     uploader = None
+    clock = RunClock()
     if topology.is_local_main:
         def on_saved(saved, seconds):
             reporter.emit("checkpoint", step=saved.step, uri=saved.uri, savedAt=saved.saved_at,
-                          uploadSeconds=round(seconds, 3))
+                          uploadSeconds=round(seconds, 3), timing=clock.figures(saved.step))
 
         uploader = BackgroundUploader(store, topology.node, topology.nodes,
                                       topology.is_global_main, run_id, on_saved,
@@ -166,7 +167,7 @@ def train(config: Config, reporter_box: list) -> int:
                                       config.storage.upload_outage_seconds)
     upload_callback = CheckpointUploadCallback(uploader, work_dir / "staging")
     preemption = PreemptionCallback()
-    progress = ProgressCallback(reporter, job=config.job.name,
+    progress = ProgressCallback(reporter, clock, job=config.job.name,
                                 resumedFrom={"step": latest.step, "uri": latest.uri}
                                 if latest else None)
     trainer = parts.trainer_class(
@@ -176,7 +177,7 @@ def train(config: Config, reporter_box: list) -> int:
         eval_dataset=parts.eval_dataset,
         processing_class=tokenizer,
         data_collator=parts.data_collator,
-        callbacks=[upload_callback, preemption, progress],
+        callbacks=[upload_callback, preemption, progress, clock],
         **parts.optional_trainer_arguments(),
     )
     if config.reporting.terminal:
@@ -208,6 +209,7 @@ def train(config: Config, reporter_box: list) -> int:
         uploader.raise_failure()
     last = uploader.last_saved if uploader else None
     reporter.emit("finished", metrics=metrics, output=exported, hub=hub_url,
+                  timing=clock.figures(last.step if last else None),
                   trainSeconds=metrics.get("train_runtime"),
                   checkpoint={"step": last.step, "uri": last.uri} if last else None,
                   uploadStallSeconds=round(upload_callback.blocked_seconds, 3))
