@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime, timezone
 
+from . import goodput
 from .api.load import SpecError
 
 EXIT_SPEC, EXIT_CLUSTER, EXIT_JOB_FAILED = 1, 2, 3
@@ -59,7 +60,7 @@ def list_rows(views, now: datetime | None = None) -> list[list[str]]:
     return rows
 
 
-def describe(view) -> str:
+def describe(view, now: datetime | None = None) -> str:
     """`ftjob status NAME`."""
     status = view.status
     restarts = f", {status.restarts} restart{'s' if status.restarts != 1 else ''}" \
@@ -79,6 +80,13 @@ def describe(view) -> str:
         lines.append(f"Checkpoint: {c.uri} (step {c.step}, saved {c.saved_at})")
     if status.output:
         lines.append(f"Output:     {status.output.uri}")
+    ledger = goodput.live(status.model_dump(by_alias=True, exclude_none=True),
+                          (now or datetime.now(timezone.utc)).replace(tzinfo=None))
+    if ledger and ledger.get("ratio") is not None:
+        spent = ", ".join(f"{cause} {duration(ledger[f'{cause}Seconds'])}"
+                          for cause in goodput.CAUSES if ledger.get(f"{cause}Seconds"))
+        lines.append(f"Goodput:    {ledger['ratio']:.0%} of {duration(ledger['wallSeconds'])}"
+                     f" ({spent})")
     if status.metrics:
         lines.append("Metrics:    " + ", ".join(f"{k}={_number(v)}" for k, v in
                                                 sorted(status.metrics.items())))

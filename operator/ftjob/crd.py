@@ -142,6 +142,9 @@ PRINTER_COLUMNS = [
     {"name": "Attempt", "type": "integer", "jsonPath": ".status.attempt", "priority": 1},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "priority": 1,
      "description": "Attempts restarted after a failure"},
+    {"name": "Goodput", "type": "number", "jsonPath": ".status.goodput.ratio", "priority": 1,
+     "description": "Share of the wall time spent on training that was kept, as of the "
+                    "last phase change"},
     {"name": "Checkpoint", "type": "string", "jsonPath": ".status.checkpoint.uri",
      "priority": 1},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},

@@ -186,3 +186,31 @@ def test_what_rank_0_writes_on_status_timing():
     ignored, _ = status_update({"event": "preempted", "time": "t", "attempt": 2, "step": 3,
                                 "timing": {"trainBeganAt": "t"}})
     assert ignored == {}
+
+
+def finished_status() -> FineTuneJobStatus:
+    return FineTuneJobStatus.model_validate(
+        {"phase": "Succeeded", "attempt": 2, "goodput": life(FAILED_THEN_SUCCEEDED)})
+
+
+def test_per_job_goodput_series():
+    from tests.unit.test_metrics import exposition
+    from ftjob.controller import metrics
+
+    text = exposition({"u": metrics.JobSample.of("ns", "j", finished_status())})
+    assert 'ftjob_job_goodput_ratio{name="j",namespace="ns"} 0.4583' in text
+    assert 'ftjob_job_goodput_seconds{cause="recompute",name="j",namespace="ns"} 30.0' in text
+    assert 'ftjob_job_goodput_seconds{cause="queued",name="j",namespace="ns"} 0.0' in text
+    running = FineTuneJobStatus.model_validate({"phase": "Running", "attempt": 1})
+    assert "ftjob_job_goodput_ratio{" not in exposition(
+        {"u": metrics.JobSample.of("ns", "j", running)})
+
+
+def test_ftjob_status_shows_where_the_time_went():
+    from ftjob.client import JobView
+    from ftjob.cluster_cli import describe
+
+    view = JobView(name="j", namespace="ns", uid="u", created="2026-11-22T12:00:00Z",
+                   status=finished_status(), job=None)
+    assert "Goodput:    46% of 4m00s (productive 1m50s, startup 1m00s, checkpoint 5s, " \
+        "evaluation 5s, recompute 30s, restart 20s, other 10s)" in describe(view, at(300))

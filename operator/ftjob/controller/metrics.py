@@ -8,10 +8,12 @@ the status every watch event brings, so they cost no API call and vanish with th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .. import goodput
 from ..api.status import PHASES, FineTuneJobStatus
 
 RECONCILE_SECONDS = Histogram(
@@ -39,19 +41,29 @@ class JobSample:
     samples_per_second: float | None = None
     eta_seconds: float | None = None
     updated_at: float | None = None
+    # What goodput.live needs (phase, attempt, ledger, timing): the figures move with the
+    # clock, so they are worked out at scrape time.
+    goodput_status: dict | None = None
 
     @classmethod
     def of(cls, namespace: str, name: str, status: FineTuneJobStatus) -> JobSample:
         progress = status.progress
+        ledger = status.model_dump(by_alias=True, exclude_none=True,
+                                   include={"phase", "attempt", "goodput", "timing"}) \
+            if status.goodput else None
         if progress is None:
-            return cls(namespace, name, status.phase or "Pending", status.restarts)
+            return cls(namespace, name, status.phase or "Pending", status.restarts,
+                       goodput_status=ledger)
         ratio = progress.percent / 100 if progress.percent is not None else (
             progress.step / progress.max_steps if progress.max_steps else None)
         return cls(namespace, name, status.phase or "Pending", status.restarts,
                    progress_ratio=ratio, loss=progress.loss,
                    samples_per_second=progress.samples_per_second,
                    eta_seconds=progress.eta_seconds,
-                   updated_at=progress.updated_at_timestamp())
+                   updated_at=progress.updated_at_timestamp(), goodput_status=ledger)
+
+    def goodput(self, now: datetime) -> dict | None:
+        return goodput.live(self.goodput_status, now) if self.goodput_status else None
 
 
 # name, help, the JobSample field it reads
@@ -83,11 +95,18 @@ class _Jobs:
             yield GaugeMetricFamily(name, help_text, labels=JOB_LABELS)
         yield CounterMetricFamily("ftjob_job_restarts", "Attempts of the job restarted",
                                   labels=JOB_LABELS)
+        yield GaugeMetricFamily("ftjob_job_goodput_ratio", "Share of the job's wall time "
+                                "spent on training it kept (0 to 1)", labels=JOB_LABELS)
+        yield GaugeMetricFamily("ftjob_job_goodput_seconds", "The job's wall time since "
+                                "creation by cause (productive, startup, checkpoint, "
+                                "evaluation, recompute, restart, queued, other)",
+                                labels=[*JOB_LABELS, "cause"])
 
     def collect(self):
-        jobs, phase, *gauges, restarts = self.describe()
+        jobs, phase, *gauges, restarts, ratio, seconds = self.describe()
         samples = list(self.samples.values())
         counts = {name: 0 for name in PHASES}
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
         for sample in samples:
             counts[sample.phase] = counts.get(sample.phase, 0) + 1
             labels = [sample.namespace, sample.name]
@@ -97,9 +116,15 @@ class _Jobs:
                 value = getattr(sample, field)
                 if value is not None:
                     gauge.add_metric(labels, value)
+            ledger = sample.goodput(now)
+            if ledger:
+                if ledger.get("ratio") is not None:
+                    ratio.add_metric(labels, ledger["ratio"])
+                for cause in goodput.CAUSES:
+                    seconds.add_metric([*labels, cause], ledger.get(f"{cause}Seconds", 0.0))
         for name, count in counts.items():
             jobs.add_metric([name], count)
-        yield from (jobs, phase, *gauges, restarts)
+        yield from (jobs, phase, *gauges, restarts, ratio, seconds)
 
 
 JOBS = _Jobs()
