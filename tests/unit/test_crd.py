@@ -60,7 +60,7 @@ def test_status_subresource_printer_columns_and_cel():
     assert columns["Progress"] == ".status.progress.percent"
     # `kubectl get ftj -o wide` adds the attempt, restarts, checkpoint and the phase's words.
     wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")]
-    assert wide == ["Attempt", "Restarts", "Checkpoint", "Message"]
+    assert wide == ["Attempt", "Restarts", "Goodput", "Checkpoint", "Message"]
     for name in ("Step", "Loss", "ETA", "Age"):
         assert name in columns
     rules = [r["rule"] for _, node in walk(schema())
