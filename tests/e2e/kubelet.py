@@ -174,6 +174,13 @@ class LocalKubelet:
             if container.pod == pod_name:
                 self._signal(container, signum)
 
+    def files(self, pod_name: str) -> Path:
+        """The folder the pod's volumes and log live in on this machine."""
+        for container in self.containers.values():
+            if container.pod == pod_name:
+                return container.log.parent
+        raise KeyError(pod_name)
+
     def log(self, pod_name: str) -> str:
         for container in self.containers.values():
             if container.pod == pod_name:

@@ -7,6 +7,7 @@ status recorded."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -164,6 +165,9 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     pod_1 = cluster.get("pods", "-n", namespace, "-l",
                         "ftjob.dev/job-name=kill,ftjob.dev/attempt=1,"
                         "batch.kubernetes.io/job-completion-index=1")["items"][0]
+    pod_0 = cluster.get("pods", "-n", namespace, "-l",
+                        "ftjob.dev/job-name=kill,ftjob.dev/attempt=1,"
+                        "batch.kubernetes.io/job-completion-index=0")["items"][0]
     kubelet.kill(pod_1["metadata"]["name"], signal.SIGKILL)
 
     status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
@@ -190,8 +194,46 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
         monkeypatch.setenv(key, value)
     history = Client(namespace=namespace, kubeconfig=str(cluster.kubeconfig)).history("kill")
     assert history.restarts() == [(2, resume_step)]
-    assert {e["attempt"] for e in history.events if e["event"] == "progress"} == {1, 2}
+    assert {e["attempt"] for e in history.events if e["event"] == "progress"} == {1, 2}, \
+        kubelet.log(pod_0["metadata"]["name"])[-5000:]
     assert history.training("loss")[0][-1] == 60
+    # Attempt 1's events as its rank 0 wrote them (storage has them up to 10 s later, so a
+    # rank killed in between leaves them only on its node).
+    (events_file,) = kubelet.files(pod_0["metadata"]["name"]).rglob("events.jsonl")
+    killed_job_goodput(cluster.get("finetunejob", "kill", "-n", namespace),
+                       [json.loads(line) for line in events_file.read_text().splitlines()])
+
+
+def killed_job_goodput(job: dict, events: list[dict]) -> None:
+    """Where the killed job's time went: the training attempt 1 did after its last complete
+    checkpoint is recompute, within one logging interval of what its rank 0 recorded, and
+    the causes add up to the wall time from creation to completion."""
+    from ftjob.goodput import CAUSES, parse_moment
+
+    ledger = job["status"]["goodput"]
+    wall = (parse_moment(job["status"]["completionTime"]) -
+            parse_moment(job["metadata"]["creationTimestamp"])).total_seconds()
+    parts = {cause: ledger[f"{cause}Seconds"] for cause in CAUSES}
+    assert abs(sum(parts.values()) - wall) <= 0.02 * wall, (parts, wall)
+    assert parts["productive"] > 0 and parts["startup"] > 0 and parts["restart"] > 0, parts
+    assert ledger["ratio"] == round(parts["productive"] / ledger["wallSeconds"], 4)
+
+    first = [e for e in events if e.get("attempt") == 1]
+    saved = [e for e in first if e["event"] == "checkpoint"]
+    assert saved, [(e["event"], e.get("step")) for e in first]
+    kept = saved[-1]
+    steps = {e["step"]: e for e in first if e["event"] == "progress"}
+    last = max(steps)
+    at = {step: parse_moment(event["time"]) for step, event in steps.items()}
+    # From the end of the kept checkpoint's step to the last step reported, less the saves
+    # in between (rank 0's clock separates those).
+    stalls = steps[last]["timing"]["checkpointSeconds"] - \
+        steps[kept["step"]]["timing"]["checkpointSeconds"]
+    lost = (at[last] - at[kept["step"]]).total_seconds() - stalls
+    interval = max((at[step] - at[step - 1]).total_seconds() for step in at if step - 1 in at)
+    print(f"goodput of the killed job: {parts}, wall {wall:.1f} s; recompute "
+          f"{parts['recompute']:.2f} s, history {lost:.2f} s, logging interval {interval:.2f} s")
+    assert abs(parts["recompute"] - lost) <= interval, (parts["recompute"], lost, interval)
 
 
 def test_your_own_script_from_storage_trains_on_two_nodes_with_status_and_export(

@@ -89,6 +89,21 @@ def test_rank0_keeps_the_history_in_storage_across_attempts(tmp_path):
     assert [e["attempt"] for e in History.parse(stored.read_text()).events] == [1, 1, 2]
 
 
+def test_a_checkpoint_is_in_the_stored_history_at_once(tmp_path):
+    """A rank 0 killed right after its checkpoint (no close, long before the next periodic
+    copy) still leaves that checkpoint in the history."""
+    stored = tmp_path / "bucket/job/events.jsonl"
+    history = sink(tmp_path, "pod-1", sync_seconds=3600)
+    history.write({"event": "progress", "attempt": 1, "step": 4})
+    history.write({"event": "checkpoint", "attempt": 1, "step": 4})
+    deadline = time.monotonic() + 10
+    while not stored.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e["event"] for e in History.parse(stored.read_text()).events] == [
+        "progress", "checkpoint"]
+    history.close()
+
+
 def test_unreachable_storage_never_stops_the_event_log(tmp_path):
     (tmp_path / "blocker").write_text("a file where the bucket folder should be")
     broken = StoredHistorySink(tmp_path / "pod/events.jsonl",

@@ -3,10 +3,11 @@ reported (logged steps, evaluations, checkpoints, restarts as a new attempt's `s
 across attempts; and beside it the TensorBoard files, when the job reports to TensorBoard.
 
 Events go to the local JSON-lines file at once, so training never waits on storage; a
-thread copies the file to storage when it has grown, every few seconds, and once more when
-the run ends. A new attempt first fetches what the last one left, so the history spans
-restarts; a failed attempt's last few seconds may be missing (its steps after the last
-checkpoint are trained again anyway).
+thread copies the file to storage when it has grown, every few seconds, at once after a
+run's start, a checkpoint or a failure, and when the run ends. A new attempt first fetches
+what the last one left, so the history spans restarts; a failed attempt whose rank 0 was
+killed may miss its last few seconds after its last checkpoint (steps trained again
+anyway).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 HISTORY_FILE = "events.jsonl"
 SYNC_SECONDS = 10.0
+# Events stored at once: where a run began, what it saved, and why it stopped.
+URGENT = ("started", "checkpoint", "failed", "preempted")
 
 
 class StoredHistorySink(JsonLinesSink):
@@ -38,6 +41,7 @@ class StoredHistorySink(JsonLinesSink):
         super().__init__(path)
         self._synced_size = self.path.stat().st_size
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._sync_seconds = sync_seconds
         self._thread = threading.Thread(target=self._sync_loop, daemon=True,
                                         name="history-sync")
@@ -79,12 +83,21 @@ class StoredHistorySink(JsonLinesSink):
             self.location.upload_files(folder, grown, name)
             self._synced_files.update({f"{name}/{r}": sizes[r] for r in grown})
 
+    def write(self, record: dict) -> None:
+        super().write(record)
+        if record.get("event") in URGENT:
+            self._wake.set()
+
     def _sync_loop(self) -> None:
-        while not self._stop.wait(self._sync_seconds):
-            self.sync()
+        while not self._stop.is_set():
+            self._wake.wait(self._sync_seconds)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.sync()
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
         super().close()
         self.sync()
