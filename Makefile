@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit bench-trainer bench-memory bench-cluster bench-operator bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
+.PHONY: install demo test test-unit gpu-wheels bench-trainer bench-memory bench-cluster bench-operator bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
@@ -30,6 +30,26 @@ bench-trainer: install
 
 bench-memory: install
 	$(PYTHON) -m bench.memory_bench
+
+# The Python packages bench/gpu_check.sh needs beyond what the GPU machine's image holds
+# (PyTorch, transformers, accelerate, peft, pyarrow, scikit-learn, tensorboard are there), at
+# the lock's versions, as wheels for its Python 3.12: that machine has no internet, so they
+# travel with the repository copy (.gpu-wheels is ignored by git).
+GPU_WHEELS := .gpu-wheels
+GPU_PACKAGES := datasets dill multiprocess trl hjson pydantic pydantic-core annotated-types \
+	typing-inspection
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS)
+	for package in $(GPU_PACKAGES); do grep -i "^$$package==" $(LOCK) | cut -d' ' -f1; \
+		done > $(GPU_WHEELS)/requirements.txt
+	$(PIP) download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt
+	# DeepSpeed publishes only a source archive; built without its compiled ops it is a
+	# wheel for any platform (the ops are built just in time where CUDA is).
+	$(PIP) wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		-w $(GPU_WHEELS) $$(grep -i "^deepspeed==" $(LOCK) | cut -d' ' -f1)
 
 bench-validate: install
 	$(PYTHON) -m bench.validate_bench

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import datasets
+import torch
 import torch.distributed as dist
 import transformers
 from transformers import PrinterCallback, Trainer, set_seed
@@ -212,7 +213,10 @@ def train(config: Config, reporter_box: list) -> int:
                   timing=clock.figures(last.step if last else None),
                   trainSeconds=metrics.get("train_runtime"),
                   checkpoint={"step": last.step, "uri": last.uri} if last else None,
-                  uploadStallSeconds=round(upload_callback.blocked_seconds, 3))
+                  uploadStallSeconds=round(upload_callback.blocked_seconds, 3),
+                  # What `ftjob validate --fit` estimates, as this GPU saw it.
+                  peakGpuMemoryBytes=torch.cuda.max_memory_allocated()
+                  if torch.cuda.is_available() else None)
     return 0
 
 
