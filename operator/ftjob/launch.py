@@ -24,7 +24,6 @@ class Node:
     config_dir: str
     rank: str | None = None  # this node's index (the Indexed Job's completion index)
     rendezvous_host: str | None = None
-    rendezvous_id: str | None = None
 
 
 def this_machine(config_dir: str) -> Node:
@@ -35,11 +34,10 @@ def this_machine(config_dir: str) -> Node:
                 config_dir=config_dir)
 
 
-def in_pod(config_dir: str, rank: str, rendezvous_host: str, rendezvous_id: str) -> Node:
+def in_pod(config_dir: str, rank: str, rendezvous_host: str) -> Node:
     """A training pod: the trainer image's own commands."""
     return Node(python="python", torchrun=("torchrun",), accelerate=("accelerate", "launch"),
-                config_dir=config_dir, rank=rank, rendezvous_host=rendezvous_host,
-                rendezvous_id=rendezvous_id)
+                config_dir=config_dir, rank=rank, rendezvous_host=rendezvous_host)
 
 
 def launcher(job: FineTuneJob, node: Node) -> list[str]:
@@ -53,13 +51,6 @@ def launcher(job: FineTuneJob, node: Node) -> list[str]:
                         "--main_process_port", str(RENDEZVOUS_PORT)]
         return command
     command = [*node.torchrun, "--nproc-per-node", str(distributed.nproc_per_node)]
-    rendezvous = f"{node.rendezvous_host}:{RENDEZVOUS_PORT}"
-    if distributed.elastic:
-        elastic = distributed.elastic
-        return command + ["--nnodes", f"{elastic.min_nodes}:{elastic.max_nodes}",
-                          "--rdzv-backend", "c10d", "--rdzv-endpoint", rendezvous,
-                          "--rdzv-id", node.rendezvous_id,
-                          "--max-restarts", str(elastic.max_restarts)]
     if distributed.nodes > 1:
         return command + ["--nnodes", str(distributed.nodes), "--node-rank", node.rank,
                           "--master-addr", node.rendezvous_host,

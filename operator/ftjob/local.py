@@ -138,7 +138,7 @@ def prepare(job: FineTuneJob, job_file: Path, run_root: Path, procs: int | None)
 def launch_command(run: LocalRun) -> list[str]:
     """One node of `run.procs` processes."""
     job = run.job.model_copy(deep=True)
-    job.spec.distributed.nodes, job.spec.distributed.elastic = 1, None
+    job.spec.distributed.nodes = 1
     job.spec.distributed.procs_per_node = run.procs
     return launch.launch_command(job, launch.this_machine(str(run.run_dir)))
 

@@ -89,6 +89,8 @@ def test_api_server_enforces_the_finetunejob_crd_schema_and_cel_rules(cluster, n
          "lossType exo_pair needs labelSmoothing above 0"),
         ("script-and-task", {"script": {"path": "train.py"}},
          "spec.script runs your own program"),
+        ("elastic", {"distributed": {"nodes": 2, "elastic": {"minNodes": 1, "maxNodes": 2}}},
+         "elastic was removed"),
         ("eval-twice", {"dataset": {**quickstart["spec"]["dataset"],
                                     "validationSplitPercentage": 10}},
          "validationSplitPercentage makes it from train"),

@@ -156,9 +156,14 @@ def history_plot_and_download(sdk, cluster, storage, tmp_path, monkeypatch, caps
         assert (tmp_path / "model" / exported).is_file(), exported
 
 
+SAVE_STEPS = 8
+
+
 def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
         cluster, namespace, operator, kubelet, storage, minilm_path, tmp_path, monkeypatch):
     job = cluster_job("kill", namespace, minilm_path, storage.endpoint, max_steps=60)
+    # Saves far enough apart that each upload (seconds here) ends before the next save.
+    job["spec"]["training"]["saveSteps"] = SAVE_STEPS
     cluster.apply(job, namespace=namespace)
     recorded = eventually(lambda: status_of(cluster, namespace, "kill").get("checkpoint"),
                           timeout=400, interval=0.5, what="a checkpoint on status")
@@ -168,6 +173,11 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     pod_0 = cluster.get("pods", "-n", namespace, "-l",
                         "ftjob.dev/job-name=kill,ftjob.dev/attempt=1,"
                         "batch.kubernetes.io/job-completion-index=0")["items"][0]
+    # Killed two or more steps after a complete checkpoint and before the next save, as
+    # rank 0's own event log shows, so that the attempt loses work the next one trains again.
+    (events_file,) = kubelet.files(pod_0["metadata"]["name"]).rglob("events.jsonl")
+    eventually(lambda: 2 <= steps_past_checkpoint(events_file) < SAVE_STEPS, timeout=120,
+               interval=0.1, what="two steps after a checkpoint")
     kubelet.kill(pod_1["metadata"]["name"], signal.SIGKILL)
 
     status = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
@@ -199,9 +209,15 @@ def test_a_killed_node_restarts_the_group_from_the_recorded_checkpoint(
     assert history.training("loss")[0][-1] == 60
     # Attempt 1's events as its rank 0 wrote them (storage has them up to 10 s later, so a
     # rank killed in between leaves them only on its node).
-    (events_file,) = kubelet.files(pod_0["metadata"]["name"]).rglob("events.jsonl")
     killed_job_goodput(cluster.get("finetunejob", "kill", "-n", namespace),
                        [json.loads(line) for line in events_file.read_text().splitlines()])
+
+
+def steps_past_checkpoint(events_file) -> int:
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    saved = [e["step"] for e in events if e["event"] == "checkpoint"]
+    steps = [e["step"] for e in events if e["event"] == "progress"]
+    return steps[-1] - saved[-1] if saved and steps else -1
 
 
 def killed_job_goodput(job: dict, events: list[dict]) -> None:
@@ -233,6 +249,8 @@ def killed_job_goodput(job: dict, events: list[dict]) -> None:
     interval = max((at[step] - at[step - 1]).total_seconds() for step in at if step - 1 in at)
     print(f"goodput of the killed job: {parts}, wall {wall:.1f} s; recompute "
           f"{parts['recompute']:.2f} s, history {lost:.2f} s, logging interval {interval:.2f} s")
+    assert lost >= interval, ("the kill came too soon after the checkpoint to test anything",
+                              [(e["event"], e.get("step"), e["time"]) for e in first][-12:])
     assert abs(parts["recompute"] - lost) <= interval, (parts["recompute"], lost, interval)
 
 

@@ -57,7 +57,6 @@ GOOD_CASES = {
     "deepspeed stage 3 with offload": {"spec.distributed": {
         "nodes": 2, "gpusPerNode": 8, "strategy": "deepspeed",
         "deepspeed": {"zeroStage": 3, "offloadParams": True}}},
-    "elastic": {"spec.distributed": {"nodes": 2, "elastic": {"minNodes": 1, "maxNodes": 4}}},
     "causal lm with perplexity": {"spec.model.task": "causal-lm",
                                   "spec.metrics": ["perplexity"]},
     "masked lm with its settings": {
@@ -123,9 +122,10 @@ BAD_CASES = {
     "offload params below stage 3": ({"spec.distributed": {
         "strategy": "deepspeed", "deepspeed": {"zeroStage": 2, "offloadParams": True}}}, (),
         "spec.distributed.deepspeed", ["zeroStage 3"]),
-    "elastic range excludes nodes": ({"spec.distributed": {
-        "nodes": 8, "elastic": {"minNodes": 1, "maxNodes": 4}}}, (), "spec.distributed",
-        ["between"]),
+    "elastic, removed": ({"spec.distributed": {
+        "nodes": 2, "elastic": {"minNodes": 1, "maxNodes": 2, "maxRestarts": 3}}}, (),
+        "spec.distributed", ["elastic was removed", "restarts the attempt from the newest "
+                             "complete checkpoint", "Remove distributed.elastic"]),
     "zero nodes": ({"spec.distributed": {"nodes": 0}}, (), "spec.distributed.nodes",
                    ["greater than or equal to 1"]),
     "storage uri scheme": ({"spec.checkpoints": {"uri": "ftp://x/y"}}, (),

@@ -203,21 +203,21 @@ class FsdpSpec(ApiModel):
     """Keep parameters and gradients in CPU memory"""
 
 
+ELASTIC_REMOVED = (
+    "elastic was removed: no pod replaced a lost node, so an elastic job behaved like a "
+    "fixed-size one; a lost node restarts the attempt from the newest complete checkpoint "
+    "(runPolicy.backoffLimit counts it). Remove distributed.elastic")
+
+
 class ElasticSpec(ApiModel):
-    """torchrun's elastic rendezvous: the range of node counts the c10d rendezvous accepts"""
+    """Removed: refused with a message saying so (kept only to recognise old specs)"""
 
-    min_nodes: int = Field(ge=1, le=1000)
-    """Fewest nodes training runs with"""
-    max_nodes: int = Field(ge=1, le=1000)
-    """Most nodes training runs with"""
-    max_restarts: int = Field(0, ge=0, le=100)
-    """Times torchrun restarts the workers of a node within one attempt"""
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.min_nodes > self.max_nodes:
-            raise ValueError("minNodes must not exceed maxNodes")
-        return self
+    min_nodes: int | None = Field(None, ge=1, le=1000)
+    """Removed"""
+    max_nodes: int | None = Field(None, ge=1, le=1000)
+    """Removed"""
+    max_restarts: int | None = Field(None, ge=0, le=100)
+    """Removed"""
 
 
 class DistributedSpec(ApiModel):
@@ -228,9 +228,7 @@ class DistributedSpec(ApiModel):
             ("!has(self.deepspeed) || self.strategy == 'deepspeed'",
              "deepspeed settings need strategy deepspeed"),
             ("!has(self.fsdp) || self.strategy == 'fsdp'", "fsdp settings need strategy fsdp"),
-            ("!has(self.elastic) || (self.elastic.minNodes <= self.nodes && "
-             "self.nodes <= self.elastic.maxNodes)",
-             "nodes must lie between elastic.minNodes and elastic.maxNodes"),
+            ("!has(self.elastic)", ELASTIC_REMOVED),
         )
     }
 
@@ -248,6 +246,7 @@ class DistributedSpec(ApiModel):
     deepspeed: DeepSpeedSpec | None = None
     fsdp: FsdpSpec | None = None
     elastic: ElasticSpec | None = None
+    """Removed: a spec that sets it is refused, saying so"""
 
     @model_validator(mode="after")
     def _strategy_settings(self):
@@ -255,8 +254,8 @@ class DistributedSpec(ApiModel):
             raise ValueError("deepspeed settings need strategy deepspeed")
         if self.fsdp is not None and self.strategy != "fsdp":
             raise ValueError("fsdp settings need strategy fsdp")
-        if self.elastic and not self.elastic.min_nodes <= self.nodes <= self.elastic.max_nodes:
-            raise ValueError("nodes must lie between elastic.minNodes and elastic.maxNodes")
+        if self.elastic is not None:
+            raise ValueError(ELASTIC_REMOVED)
         return self
 
     @property

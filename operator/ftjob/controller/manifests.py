@@ -187,8 +187,7 @@ def rendezvous_host(job: FineTuneJob, attempt: int) -> str:
 
 def launch_command(job: FineTuneJob, attempt: int) -> list[str]:
     return launch.launch_command(job, launch.in_pod(
-        CONFIG_DIR, "$(JOB_COMPLETION_INDEX)", rendezvous_host(job, attempt),
-        Names(job.metadata.name).attempt(attempt)))
+        CONFIG_DIR, "$(JOB_COMPLETION_INDEX)", rendezvous_host(job, attempt)))
 
 
 def _resources(job: FineTuneJob, defaults: Defaults) -> dict:
