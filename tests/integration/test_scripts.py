@@ -53,6 +53,11 @@ def test_the_custom_loop_trains_and_a_killed_run_resumes_from_its_checkpoint(ftj
     rerun, saved = killed_then_finished(ftjob_run, job)
     events = rerun.events(attempt=2)
     assert [e["step"] for e in events if e["event"] == "checkpoint"] == [saved + 4, saved + 6]
+    # For the goodput ledger: the script's time from its first step, and what each
+    # checkpoint keeps of it, through the supervisor.
+    kept = [e["timing"]["savedTrainingSeconds"] for e in events if e["event"] == "checkpoint"]
+    last = [e for e in events if e["event"] == "progress"][-1]["timing"]
+    assert 0 < kept[0] < kept[1] <= last["trainingSeconds"] + 1.0 and last["trainBeganAt"]
     finished = [e for e in events if e["event"] == "finished"][0]
     assert 0 < finished["metrics"]["eval_accuracy"] <= 1
     assert finished["checkpoint"]["step"] == saved + 6
