@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import psutil
 from kubernetes import client, config
 
 from tests.support.seaweedfs import free_port
@@ -163,10 +164,23 @@ class LocalKubelet:
 
     @staticmethod
     def _signal(container: LocalContainer, signum: int) -> None:
+        # SIGKILL ends every process of the container, as a cgroup kill does: torchrun starts
+        # its workers in sessions of their own, which a process-group kill would leave alive.
+        processes = []
+        if signum == signal.SIGKILL:
+            try:
+                processes = psutil.Process(container.process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
         try:
             os.killpg(container.process.pid, signum)
         except ProcessLookupError:
             pass
+        for process in processes:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
 
     def kill(self, pod_name: str, signum: int = signal.SIGKILL) -> None:
         """What a dying node or an OOM kill does to one pod's processes."""
