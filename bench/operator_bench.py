@@ -323,8 +323,10 @@ def main() -> None:
                     print(f"  [{namespace}] {result['seconds']:.1f} s; control-plane CPU s "
                           f"{result['control_plane']}", flush=True)
                     # The next run starts on an empty namespace set, as this one did.
+                    # Thousands of jobs' objects take minutes to delete on two cores.
                     cluster.kubectl("delete", "namespace", namespace, "--wait=true",
-                                    "--timeout=300s")
+                                    f"--timeout={wait_limit(2 * jobs)}s",
+                                    timeout=wait_limit(2 * jobs) + 30)
                     settle(cluster.state_dir)
         finally:
             cluster.down()
