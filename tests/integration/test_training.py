@@ -43,6 +43,10 @@ def assert_timing(run, done: dict) -> None:
 
     timing = done["timing"]
     began = parse_moment(timing["trainBeganAt"])
+    # "started" already carries the clock: the status sink clears the last run's saved
+    # figure with it.
+    started = [e for e in run.events() if e["event"] == "started"][-1]
+    assert started["timing"]["trainBeganAt"] == timing["trainBeganAt"]
     assert timing["evaluationSeconds"] > 0 and timing["checkpointSeconds"] > 0
     saved = [(e["step"], e["timing"]["savedTrainingSeconds"]) for e in run.events()
              if e["event"] == "checkpoint"]

@@ -81,8 +81,10 @@ class RunClock(TrainerCallback):
     """This run's time since training began, split into training steps, evaluations and
     checkpoint saves (the operator's goodput ledger splits each attempt with it). The
     Trainer evaluates and then saves after a step ends and before the next begins, so what
-    passes from a step's end to on_evaluate is evaluation, and from there to on_save (after
-    every other callback's on_save: put this one last) is the save."""
+    passes from a step's end to on_evaluate is evaluation, and from there to on_save is the
+    save. Callbacks run in list order: put this one after the upload callback (its barrier
+    and snapshot are part of the save) and before ProgressCallback (whose "started" event
+    carries the clock's start)."""
 
     def __init__(self):
         self.began: float | None = None
@@ -142,7 +144,7 @@ class ProgressCallback(TrainerCallback):
     def __init__(self, reporter: Reporter, clock: RunClock, min_interval: float = 1.0,
                  **run_facts):
         self.reporter = reporter
-        self.clock_of_run = clock
+        self.run_clock = clock
         self.run_facts = run_facts  # job, attempt, resumedFrom: reported with "started"
         self.min_interval = min_interval
         self.clock: ProgressClock | None = None
@@ -154,7 +156,7 @@ class ProgressCallback(TrainerCallback):
         self.clock = ProgressClock(samples, state.global_step)
         if state.is_world_process_zero:
             self.reporter.emit("started", worldSize=args.world_size, maxSteps=state.max_steps,
-                               step=state.global_step, timing=self.clock_of_run.figures(),
+                               step=state.global_step, timing=self.run_clock.figures(),
                                **self.run_facts)
 
     def _progress(self, state, **logged) -> None:
@@ -166,7 +168,7 @@ class ProgressCallback(TrainerCallback):
             "progress", step=state.global_step, maxSteps=state.max_steps,
             epoch=round(state.epoch or 0.0, 4), percent=round(percent, 2) if percent else 0.0,
             **logged, **self.clock.tick(state.global_step, state.max_steps),
-            timing=self.clock_of_run.figures())
+            timing=self.run_clock.figures())
 
     def on_step_end(self, args, state, control, **kwargs):
         if control.should_log:

@@ -178,7 +178,7 @@ def train(config: Config, reporter_box: list) -> int:
         eval_dataset=parts.eval_dataset,
         processing_class=tokenizer,
         data_collator=parts.data_collator,
-        callbacks=[upload_callback, preemption, progress, clock],
+        callbacks=[upload_callback, preemption, clock, progress],
         **parts.optional_trainer_arguments(),
     )
     if config.reporting.terminal:
