@@ -69,14 +69,15 @@ def apiserver_requests(cluster: Cluster) -> float:
 
 def print_timeline(cluster: Cluster, namespace: str, started_at: float) -> None:
     """When the last Job and pod were created and the last pod started (API timestamps,
-    1 s resolution), relative to the first create."""
-    def latest(kind: str, path) -> float:
+    1 s resolution), relative to the first create; Jobs only where the operator makes
+    them (Kubeflow's creates pods itself)."""
+    def moments(kind: str, path) -> str:
         items = cluster.get(kind, "-n", namespace)["items"]
-        return max(datetime.strptime(path(item), "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc).timestamp() for item in items) - started_at
-    print(f"  [{namespace}] last Job created {latest('jobs', lambda i: i['metadata']['creationTimestamp']):.0f} s, "
-          f"last pod created {latest('pods', lambda i: i['metadata']['creationTimestamp']):.0f} s, "
-          f"last pod started {latest('pods', lambda i: i['status']['startTime']):.0f} s", flush=True)
+        return "-" if not items else f"{max(datetime.strptime(path(item), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=timezone.utc).timestamp() for item in items) - started_at:.0f} s"
+    created = lambda item: item["metadata"]["creationTimestamp"]  # noqa: E731
+    print(f"  [{namespace}] last Job created {moments('jobs', created)}, last pod created "
+          f"{moments('pods', created)}, last pod started "
+          f"{moments('pods', lambda item: item['status']['startTime'])}", flush=True)
 
 
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager",
@@ -224,7 +225,7 @@ def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str
 
 
 def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str,
-                 log: Path) -> dict:
+                 log: Path, finetunejob=finetunejob) -> dict:
     cluster.kubectl("create", "namespace", namespace)
     metrics_port = free_port()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
@@ -234,56 +235,75 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
          "ftjob.controller.handlers"], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        process = psutil.Process(operator.pid)
         while "Serving metrics" not in log.read_text():
+            if operator.poll() is not None:
+                raise SystemExit(f"the operator exited {operator.returncode}:\n"
+                                 f"{log.read_text()[-3000:]}")
             time.sleep(0.2)
         time.sleep(2)  # watches established
         custom = client.CustomObjectsApi(api)
-        cpu_before = sum(process.cpu_times()[:2])
-        system_before = process.cpu_times().system
-        loop_before = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid)
-        control_plane_before = control_plane_cpu(cluster.state_dir)
-        before = apiserver_requests(cluster)
-        pods = RunningPods(api, namespace, 2 * jobs)
-        started = time.monotonic()
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(lambda i: custom.create_namespaced_custom_object(
+        result = measure(cluster, api, namespace, 2 * jobs, operator.pid, lambda i: (
+            custom.create_namespaced_custom_object(
                 "ftjob.dev", "v1alpha1", namespace, "finetunejobs",
-                finetunejob(f"job-{i}", namespace)), range(jobs)))
-        print(f"  [{namespace}] all FineTuneJobs created after "
-              f"{time.monotonic() - started:.1f} s", flush=True)
-        seconds = pods.wait(cluster, namespace, started)
-        requests = apiserver_requests(cluster) - before
-        cpu = sum(process.cpu_times()[:2]) - cpu_before
-        system_cpu = process.cpu_times().system - system_before
-        # The main thread runs kopf's event loop (watches, its per-event processing and
-        # the work queue); the others run reconciles and API calls.
-        loop_cpu = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid) \
-            - loop_before
-        control_plane = cpu_since(control_plane_before, cluster.state_dir)
-        rss = process.memory_info().rss / 2**20
-        text = subprocess.run(["curl", "-s", f"http://127.0.0.1:{metrics_port}/metrics"],
-                              capture_output=True, text=True).stdout
-        by_verb = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
-                   for line in text.splitlines()
-                   if line.startswith("ftjob_api_requests_total{")}
-        latency = {q: reconcile_quantile(text, q) for q in (0.5, 0.99)}
+                finetunejob(f"job-{i}", namespace))), jobs, metrics_port)
     finally:
         os.killpg(operator.pid, 9)
         operator.wait()
+    text = result.pop("metrics")
+    result["by_verb"] = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+                         for line in text.splitlines()
+                         if line.startswith("ftjob_api_requests_total{")}
+    result["latency"] = {q: reconcile_quantile(text, "ftjob_reconcile_duration_seconds", q)
+                         for q in (0.5, 0.99)}
+    return result
+
+
+def measure(cluster: Cluster, api: client.ApiClient, namespace: str, pods: int, pid: int,
+            create, jobs: int, metrics_port: int) -> dict:
+    """Creates `jobs` jobs with `create(index)` from 8 threads and waits until `pods` pods
+    of the namespace are Running; the operator (process `pid`) and the control plane's CPU,
+    the operator's RSS and its metrics page at the end."""
+    process = psutil.Process(pid)
+    cpu_before = sum(process.cpu_times()[:2])
+    system_before = process.cpu_times().system
+    loop_before = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid)
+    control_plane_before = control_plane_cpu(cluster.state_dir)
+    before = apiserver_requests(cluster)
+    running = RunningPods(api, namespace, pods)
+    started = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(create, range(jobs)))
+    print(f"  [{namespace}] all {jobs} jobs created after {time.monotonic() - started:.1f} s",
+          flush=True)
+    seconds = running.wait(cluster, namespace, started)
+    requests = apiserver_requests(cluster) - before
+    cpu = sum(process.cpu_times()[:2]) - cpu_before
+    system_cpu = process.cpu_times().system - system_before
+    # For kopf the main thread runs the event loop (watches, its per-event processing and
+    # the work queue); the others run reconciles and API calls.
+    loop_cpu = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid) \
+        - loop_before
+    control_plane = cpu_since(control_plane_before, cluster.state_dir)
+    rss = process.memory_info().rss / 2**20
+    text = subprocess.run(["curl", "-s", "--max-time", "10",
+                           f"http://127.0.0.1:{metrics_port}/metrics"],
+                          capture_output=True, text=True).stdout
     return {"seconds": seconds, "requests": requests, "cpu": cpu, "rss": rss,
-            "by_verb": by_verb, "control_plane": control_plane, "latency": latency,
-            "loop_cpu": loop_cpu, "system_cpu": system_cpu}
+            "control_plane": control_plane, "loop_cpu": loop_cpu, "system_cpu": system_cpu,
+            "metrics": text}
 
 
-def reconcile_quantile(metrics_text: str, quantile: float) -> float:
-    """A quantile of the operator's reconcile latency from its histogram's buckets (the
-    upper bound of the bucket it falls in, as Prometheus' histogram_quantile would
-    interpolate within it: an upper bound is the honest figure with these few buckets)."""
-    buckets = sorted(
-        (float(line.split('le="')[1].split('"')[0]), float(line.rsplit(" ", 1)[1]))
-        for line in metrics_text.splitlines()
-        if line.startswith("ftjob_reconcile_duration_seconds_bucket{"))
+def reconcile_quantile(metrics_text: str, histogram: str, quantile: float) -> float:
+    """A quantile of an operator's reconcile latency from its histogram's buckets, summed
+    over the histogram's label sets (the upper bound of the bucket it falls in, as
+    Prometheus' histogram_quantile would interpolate within it: an upper bound is the
+    honest figure with these few buckets)."""
+    counts: dict[float, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{histogram}_bucket{{"):
+            bound = float(line.split('le="')[1].split('"')[0])
+            counts[bound] = counts.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    buckets = sorted(counts.items())
     total = buckets[-1][1] if buckets else 0
     return next((bound for bound, count in buckets if count >= quantile * total),
                 float("inf"))

@@ -4,7 +4,11 @@
 # Each binary lands in $FTJOB_BIN_CACHE/<name>-<version>/<name> and is rebuilt only when
 # missing, so a second run (or CI on the same machine) costs nothing. Prints the bin dir of
 # every binary as NAME=PATH lines on stdout, for scripts that need them.
+#
+# Arguments name extra binaries that only benchmarks need: `kubeflow` (Kubeflow's training
+# operator, for bench/kubeflow_bench.py).
 set -euo pipefail
+extras=" $* "
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
@@ -127,3 +131,24 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   helm_ldflags+=" -X=$pkg.k8sVersionMajor=1 -X=$pkg.k8sVersionMinor=$helm_kube_minor"
 done
 build_into helm "$HELM_VERSION" "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+
+# Kubeflow's training operator, from hack/kubeflow-operator (its controllers and webhooks
+# with every listener on 127.0.0.1; see main.go there). The recipe is that module's source,
+# so editing it rebuilds.
+if [[ "$extras" == *" kubeflow "* ]]; then
+  recipe=$(cat "$here/kubeflow-operator/go.mod" "$here/kubeflow-operator/main.go" | sha256sum | cut -d' ' -f1)
+  dest="$cache/training-operator-$KUBEFLOW_TRAINING_OPERATOR_VERSION"
+  if ! is_cached training-operator "$KUBEFLOW_TRAINING_OPERATOR_VERSION" "$recipe"; then
+    log "Building training-operator $KUBEFLOW_TRAINING_OPERATOR_VERSION"
+    started=$SECONDS
+    tmp=$(mktemp -d)
+    (cd "$here/kubeflow-operator" && go build -o "$tmp/training-operator" .) >&2
+    rm -rf "$dest" && mkdir -p "$dest" && mv "$tmp/training-operator" "$dest/" && rm -rf "$tmp"
+    printf '%s' "$recipe" > "$dest/.recipe"
+    log "Built training-operator in $((SECONDS - started)) s"
+  fi
+  echo "training-operator=$dest/training-operator"
+  # Its CRDs, from the same module version (in the module cache once downloaded).
+  (cd "$here/kubeflow-operator" && go mod download github.com/kubeflow/training-operator) >&2
+  echo "kubeflow-crds=$(go env GOMODCACHE)/github.com/kubeflow/training-operator@$KUBEFLOW_TRAINING_OPERATOR_VERSION/manifests/base/crds"
+fi

@@ -36,9 +36,10 @@ class ClusterError(RuntimeError):
     """The cluster could not be brought up; the message says what to do."""
 
 
-def build_binaries() -> dict[str, str]:
-    """Builds (or finds cached) every binary and returns name -> path."""
-    result = subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh")],
+def build_binaries(*extras: str) -> dict[str, str]:
+    """Builds (or finds cached) every binary, and the `extras` that benchmarks name (see
+    hack/build-binaries.sh), and returns name -> path."""
+    result = subprocess.run(["bash", str(REPO / "hack" / "build-binaries.sh"), *extras],
                             stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise ClusterError(
