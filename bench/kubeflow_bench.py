@@ -11,9 +11,11 @@ Running (the figure to compare: the median of the rounds' ratios), operator CPU 
 requests per job (all clients, and the operator's own), control-plane CPU, reconcile latency.
 
 Kubeflow's operator is built from hack/kubeflow-operator (its controllers and webhooks, with
-every listener on 127.0.0.1) on first use, about 4 minutes here.
+every listener on 127.0.0.1) on first use, about 4 minutes here. As released it limits its
+own API client to 20 requests/s (burst 30, controller-runtime's default, no flag);
+--kubeflow-qps -1 lifts that, to see how much of the difference it is.
 
-    python -m bench.kubeflow_bench [--jobs 200] [--rounds 4]
+    python -m bench.kubeflow_bench [--jobs 200] [--rounds 4] [--kubeflow-qps -1]
 """
 
 from __future__ import annotations
@@ -92,13 +94,14 @@ def webhook_configuration(port: int, ca_bundle: bytes) -> dict:
 
 
 def run_kubeflow(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str,
-                 log: Path, binary: str, certs: Path, ca_bundle: bytes) -> dict:
+                 log: Path, binary: str, certs: Path, ca_bundle: bytes, qps: float) -> dict:
     cluster.kubectl("create", "namespace", namespace)
     metrics_port, probe_port, webhook_port = free_port(), free_port(), free_port()
     operator = subprocess.Popen(
         [binary, f"--metrics-bind-address=127.0.0.1:{metrics_port}",
          f"--health-probe-bind-address=127.0.0.1:{probe_port}",
-         f"--webhook-server-port={webhook_port}", f"--webhook-cert-dir={certs}"],
+         f"--webhook-server-port={webhook_port}", f"--webhook-cert-dir={certs}",
+         f"--kube-api-qps={qps}"],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}, stdout=log.open("w"),
         stderr=subprocess.STDOUT, start_new_session=True)
     webhook = webhook_configuration(webhook_port, ca_bundle)
@@ -164,6 +167,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=4,
                         help="runs of each operator; the order alternates (ABBA)")
+    parser.add_argument("--kubeflow-qps", type=float, default=0,
+                        help="Kubeflow's client-side request limit: 0 keeps the released "
+                             "20/s (burst 30), a negative value lifts it (ftjob has none)")
     args = parser.parse_args()
     jobs = args.jobs
     binaries = build_binaries("kubeflow")
@@ -201,7 +207,7 @@ def main() -> None:
                     else:
                         result = run_kubeflow(cluster, api, jobs, namespace, log,
                                               binaries["training-operator"], certs,
-                                              ca_bundle)
+                                              ca_bundle, args.kubeflow_qps)
                     runs[kind].append(result)
                     print(f"  [{namespace}] {result['seconds']:.1f} s, RSS "
                           f"{result['rss']:.0f} MiB, CPU {result['cpu']:.1f} s", flush=True)
@@ -214,8 +220,11 @@ def main() -> None:
     ftjob, kubeflow = runs["ftjob"], runs["kubeflow"]
     print(f"{jobs} jobs x 2 pods (1 GPU each), all {2 * jobs} pods Running, {args.rounds} "
           "rounds each (order alternating):")
-    describe("ftjob (FineTuneJob, kopf)             ", ftjob, jobs)
-    describe("Kubeflow training-operator v1.8.1 (Go)", kubeflow, jobs)
+    describe("ftjob (FineTuneJob, kopf)", ftjob, jobs)
+    limit = ("released client limit 20/s" if args.kubeflow_qps == 0 else
+             "client limit lifted" if args.kubeflow_qps < 0 else
+             f"client limit {args.kubeflow_qps:g}/s")
+    describe(f"Kubeflow training-operator v1.8.1 (Go, {limit})", kubeflow, jobs)
     time_ratios = [f["seconds"] / k["seconds"] for f, k in zip(ftjob, kubeflow)]
     print(f"  ratio ftjob/Kubeflow: time to all Running, median of rounds "
           f"{statistics.median(time_ratios):.2f} (" + ", ".join(

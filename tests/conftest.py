@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -180,10 +181,12 @@ def crd(cluster):
     cluster.install_crd()
 
 
-OPERATOR_PORTS = {"metrics": free_port(), "liveness": free_port()}
+# Chosen again just before the in-process operator starts (see `operator`); the chart's and
+# chaos tests' operators pass 0 for the metrics port.
+OPERATOR_PORTS = {"metrics": 0, "liveness": 0}
 OPERATOR_ENV = {
     "FTJOB_METRICS_ADDRESS": "127.0.0.1",
-    "FTJOB_METRICS_PORT": str(OPERATOR_PORTS["metrics"]),
+    "FTJOB_METRICS_PORT": "0",
     "FTJOB_RESTART_BACKOFF_SECONDS": "1",
     "FTJOB_CHECKPOINT_URI": "s3://ftjob-test/checkpoints",
     "FTJOB_CREDENTIALS_SECRET": "storage-credentials",
@@ -194,28 +197,34 @@ OPERATOR_ENV = {
 @pytest.fixture(scope="session")
 def operator(cluster, crd):
     """The operator in this process (kopf.testing.KopfRunner), watching the tests'
-    namespaces."""
+    namespaces; yielded once its startup handler has run (metrics served) and its liveness
+    endpoint answers."""
     import kubernetes.config.kube_config
     from kopf.testing import KopfRunner
 
-    saved = {key: os.environ.get(key) for key in [*OPERATOR_ENV, "KUBECONFIG"]}
-    os.environ.update(OPERATOR_ENV, KUBECONFIG=str(cluster.kubeconfig))
-    # The client library reads $KUBECONFIG once, when it is first imported.
-    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
-    # Test namespaces only ("t-..."): the chaos test runs operators of its own elsewhere.
-    # An update of the CRD (a Helm test's upgrade) makes the API server re-initialize the
-    # resource's storage, answering 429 for a while; kopf started then may give up on its
-    # first listing and never watch (seen once in CI: no status ever written). Start once
-    # the resource answers.
     from tests.support.waiting import eventually
 
+    # Ports picked when the operator starts, not when this file was imported: minutes of
+    # other tests' connections in between can take a port picked then (a failed bind
+    # leaves kopf retrying its startup handler, watching nothing).
+    OPERATOR_PORTS.update(metrics=free_port(), liveness=free_port())
+    environment = {**OPERATOR_ENV, "FTJOB_METRICS_PORT": str(OPERATOR_PORTS["metrics"])}
+    saved = {key: os.environ.get(key) for key in [*environment, "KUBECONFIG"]}
+    os.environ.update(environment, KUBECONFIG=str(cluster.kubeconfig))
+    # The client library reads $KUBECONFIG once, when it is first imported.
+    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(cluster.kubeconfig)
+    # An update of the CRD (a Helm test's upgrade) makes the API server re-initialize the
+    # resource's storage, answering 429 for a while; kopf started then may give up on its
+    # first listing and never watch. Start once the resource answers.
     eventually(lambda: cluster.kubectl("get", "finetunejobs.ftjob.dev", "-A",
                                        check=False).returncode == 0,
                timeout=120, what="the FineTuneJob resource to answer")
+    # Test namespaces only ("t-..."): the chaos test runs operators of its own elsewhere.
     runner = KopfRunner(["run", "--standalone", "--namespace", "t-*", "-m",
                          "ftjob.controller.handlers", "--liveness",
                          f"http://127.0.0.1:{OPERATOR_PORTS['liveness']}/healthz"], timeout=60)
     with runner:
+        wait_until_live(runner, OPERATOR_PORTS["liveness"])
         yield runner
     for key, value in saved.items():
         if value is None:
@@ -223,6 +232,30 @@ def operator(cluster, crd):
         else:
             os.environ[key] = value
     assert runner.exception is None, runner.exception
+
+
+def wait_until_live(runner, port: int, timeout: float = 60) -> None:
+    """kopf serves its liveness endpoint only after the startup handlers succeeded; an
+    operator that died or never got there fails here, with why, instead of leaving the
+    first test to wait minutes for a reconcile."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runner.future.done():
+            result = runner.future.result()
+            raise AssertionError(f"the test operator stopped: {result.exception!r}\n"
+                                 f"{result.output[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the test operator's liveness endpoint (port {port}) did not answer "
+                         f"within {timeout} s: its startup handler has not finished (see the "
+                         "kopf log above)")
 
 
 def pytest_terminal_summary(terminalreporter):

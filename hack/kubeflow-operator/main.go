@@ -39,6 +39,9 @@ func main() {
 	config.Config.PyTorchInitContainerTemplateFile = config.PyTorchInitContainerTemplateFileDefault
 	config.Config.PyTorchInitContainerMaxTries = config.PyTorchInitContainerMaxTriesDefault
 	config.Config.MPIKubectlDeliveryImage = config.MPIKubectlDeliveryImageDefault
+	// Not a flag of the released operator: it keeps controller-runtime's client-side limit
+	// of 20 requests/s (burst 30); a negative value lifts it, to see what the limit costs.
+	qps := flag.Float64("kube-api-qps", 0, "client requests per second; 0 keeps the released default, <0 lifts the limit")
 	flag.Parse()
 	// Its logging too: development mode, stack traces from DPanic on.
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zap.Options{
@@ -47,7 +50,13 @@ func main() {
 
 	scheme := clientgoscheme.Scheme
 	utilruntime.Must(kubeflowv1.AddToScheme(scheme))
-	manager, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	if *qps < 0 {
+		restConfig.QPS, restConfig.RateLimiter = -1, nil
+	} else if *qps > 0 {
+		restConfig.QPS, restConfig.Burst = float32(*qps), int(*qps*1.5)
+	}
+	manager, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: *metricsAddress},
 		HealthProbeBindAddress: *probeAddress,
