@@ -30,14 +30,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from kubernetes import client, config
+from kubernetes import client
 
 from ftjob.api.load import parse_job
 from ftjob.controller import manifests
-from bench.operator_bench import (CONTROL_PLANE, PODS_PER_NODE, BENCH_NODES, finetunejob,
-                                  measure, reconcile_quantile, run_operator, settle,
-                                  wait_limit)
-from tests.support.cluster import Cluster, build_binaries, fake_node
+from bench.operator_bench import (CONTROL_PLANE, PODS_PER_NODE, alternate, bench_cluster,
+                                  finetunejob, measure, reconcile_quantile, run_operator,
+                                  settle)
+from tests.support.cluster import Cluster, build_binaries
 from tests.support.seaweedfs import free_port
 
 WEBHOOK_PATH = "/validate-kubeflow-org-v1-pytorchjob"
@@ -115,10 +115,10 @@ def run_kubeflow(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
         cluster.apply(webhook)
         time.sleep(2)  # caches synced, as the ftjob run waits
         custom = client.CustomObjectsApi(api)
-        result = measure(cluster, api, namespace, 2 * jobs, operator.pid, lambda i: (
+        result = measure(cluster, api, namespace, 2 * jobs, lambda i: (
             custom.create_namespaced_custom_object(
                 "kubeflow.org", "v1", namespace, "pytorchjobs",
-                pytorchjob(f"job-{i}", namespace))), jobs, metrics_port)
+                pytorchjob(f"job-{i}", namespace))), jobs, operator.pid, metrics_port)
     finally:
         cluster.kubectl("delete", "validatingwebhookconfiguration",
                         webhook["metadata"]["name"], "--ignore-not-found")
@@ -157,7 +157,7 @@ def describe(name: str, runs: list[dict], jobs: int) -> None:
           + ", ".join(f"{verb} {count / jobs:.1f}" for verb, count
                       in sorted(last["by_verb"].items())) + f"); reconcile p50 <= "
           f"{last['latency'][0.5]} s, p99 <= {last['latency'][0.99]} s")
-    print(f"    control-plane CPU s, mean: " + ", ".join(
+    print("    control-plane CPU s, mean: " + ", ".join(
         f"{part} {statistics.mean(r['control_plane'].get(part, 0) for r in runs):.1f}"
         for part in CONTROL_PLANE))
 
@@ -173,50 +173,26 @@ def main() -> None:
     args = parser.parse_args()
     jobs = args.jobs
     binaries = build_binaries("kubeflow")
-    runs = {"ftjob": [], "kubeflow": []}
-    with tempfile.TemporaryDirectory() as state:
-        state = Path(state)
-        certs = state / "certs"
-        certs.mkdir()
+    with tempfile.TemporaryDirectory() as certs, bench_cluster(
+            "ftjob-bench-kubeflow", jobs, binaries,
+            {"nvidia.com/gpu": str(PODS_PER_NODE)}) as (cluster, api):
+        certs = Path(certs)
         ca_bundle = serving_certificate(certs)
-        cluster = Cluster("ftjob-bench-kubeflow", state, binaries).up()
-        try:
-            cluster.install_crd()
-            cluster.kubectl("apply", "--server-side", "-k", binaries["kubeflow-crds"])
-            cluster.kubectl("wait", "--for=condition=Established", "crd", "--all",
-                            "--timeout=60s")
-            nodes = max(BENCH_NODES, -(-2 * jobs // PODS_PER_NODE))
-            cluster.apply(*[fake_node(f"bench-node-{i}", {"bench": "true"},
-                                      {"cpu": "256", "memory": "2Ti",
-                                       "nvidia.com/gpu": str(PODS_PER_NODE),
-                                       "pods": str(PODS_PER_NODE)}, [])
-                            for i in range(nodes)])
-            cluster.kubectl("wait", "--for=condition=Ready", "node", "-l", "bench=true",
-                            "--timeout=60s")
-            settle(cluster.state_dir)
-            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            api.configuration.connection_pool_maxsize = 16
-            for round_ in range(args.rounds):
-                order = ("ftjob", "kubeflow") if round_ % 2 == 0 else ("kubeflow", "ftjob")
-                for kind in order:
-                    namespace = f"bench-{kind}-{round_}"
-                    log = state / f"{namespace}.log"
-                    if kind == "ftjob":
-                        result = run_operator(cluster, api, jobs, namespace, log,
-                                              finetunejob=gpu_finetunejob)
-                    else:
-                        result = run_kubeflow(cluster, api, jobs, namespace, log,
-                                              binaries["training-operator"], certs,
-                                              ca_bundle, args.kubeflow_qps)
-                    runs[kind].append(result)
-                    print(f"  [{namespace}] {result['seconds']:.1f} s, RSS "
-                          f"{result['rss']:.0f} MiB, CPU {result['cpu']:.1f} s", flush=True)
-                    cluster.kubectl("delete", "namespace", namespace, "--wait=true",
-                                    f"--timeout={wait_limit(2 * jobs)}s",
-                                    timeout=wait_limit(2 * jobs) + 30)
-                    settle(cluster.state_dir)
-        finally:
-            cluster.down()
+        cluster.kubectl("apply", "--server-side", "-k", binaries["kubeflow-crds"])
+        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all",
+                        "--timeout=60s")
+        settle(cluster.state_dir)
+
+        def run(kind: str, namespace: str) -> dict:
+            log = cluster.state_dir / f"{namespace}.log"
+            if kind == "ftjob":
+                return run_operator(cluster, api, jobs, namespace, log,
+                                    finetunejob=gpu_finetunejob)
+            return run_kubeflow(cluster, api, jobs, namespace, log,
+                                binaries["training-operator"], certs, ca_bundle,
+                                args.kubeflow_qps)
+
+        runs = alternate(cluster, ("ftjob", "kubeflow"), args.rounds, 2 * jobs, run)
     ftjob, kubeflow = runs["ftjob"], runs["kubeflow"]
     print(f"{jobs} jobs x 2 pods (1 GPU each), all {2 * jobs} pods Running, {args.rounds} "
           "rounds each (order alternating):")

@@ -16,6 +16,7 @@ the operator show where the difference goes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -210,18 +211,7 @@ def run_floor(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str
                      manifests.build_job(job, uid, 1, defaults)]:
             utils.create_from_dict(api, item, namespace=namespace)
 
-    before = apiserver_requests(cluster)
-    cpu_before = control_plane_cpu(cluster.state_dir)
-    pods = RunningPods(api, namespace, 2 * jobs)
-    started = time.monotonic()
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(create, range(jobs)))
-    print(f"  [{namespace}] all objects created after {time.monotonic() - started:.1f} s",
-          flush=True)
-    seconds = pods.wait(cluster, namespace, started)
-    requests = apiserver_requests(cluster) - before
-    return {"seconds": seconds, "requests": requests,
-            "control_plane": cpu_since(cpu_before, cluster.state_dir)}
+    return measure(cluster, api, namespace, 2 * jobs, create, jobs)
 
 
 def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: str,
@@ -242,10 +232,10 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
             time.sleep(0.2)
         time.sleep(2)  # watches established
         custom = client.CustomObjectsApi(api)
-        result = measure(cluster, api, namespace, 2 * jobs, operator.pid, lambda i: (
+        result = measure(cluster, api, namespace, 2 * jobs, lambda i: (
             custom.create_namespaced_custom_object(
                 "ftjob.dev", "v1alpha1", namespace, "finetunejobs",
-                finetunejob(f"job-{i}", namespace))), jobs, metrics_port)
+                finetunejob(f"job-{i}", namespace))), jobs, operator.pid, metrics_port)
     finally:
         os.killpg(operator.pid, 9)
         operator.wait()
@@ -258,15 +248,16 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
     return result
 
 
-def measure(cluster: Cluster, api: client.ApiClient, namespace: str, pods: int, pid: int,
-            create, jobs: int, metrics_port: int) -> dict:
+def measure(cluster: Cluster, api: client.ApiClient, namespace: str, pods: int, create,
+            jobs: int, pid: int | None = None, metrics_port: int | None = None) -> dict:
     """Creates `jobs` jobs with `create(index)` from 8 threads and waits until `pods` pods
-    of the namespace are Running; the operator (process `pid`) and the control plane's CPU,
-    the operator's RSS and its metrics page at the end."""
-    process = psutil.Process(pid)
-    cpu_before = sum(process.cpu_times()[:2])
-    system_before = process.cpu_times().system
-    loop_before = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid)
+    of the namespace are Running: the time, all clients' API requests and the control
+    plane's CPU; with an operator (process `pid`), also its CPU, RSS and metrics page."""
+    process = psutil.Process(pid) if pid else None
+    if process:
+        cpu_before = sum(process.cpu_times()[:2])
+        system_before = process.cpu_times().system
+        loop_before = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid)
     control_plane_before = control_plane_cpu(cluster.state_dir)
     before = apiserver_requests(cluster)
     running = RunningPods(api, namespace, pods)
@@ -275,22 +266,21 @@ def measure(cluster: Cluster, api: client.ApiClient, namespace: str, pods: int, 
         list(pool.map(create, range(jobs)))
     print(f"  [{namespace}] all {jobs} jobs created after {time.monotonic() - started:.1f} s",
           flush=True)
-    seconds = running.wait(cluster, namespace, started)
-    requests = apiserver_requests(cluster) - before
-    cpu = sum(process.cpu_times()[:2]) - cpu_before
-    system_cpu = process.cpu_times().system - system_before
-    # For kopf the main thread runs the event loop (watches, its per-event processing and
-    # the work queue); the others run reconciles and API calls.
-    loop_cpu = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid) \
-        - loop_before
-    control_plane = cpu_since(control_plane_before, cluster.state_dir)
-    rss = process.memory_info().rss / 2**20
-    text = subprocess.run(["curl", "-s", "--max-time", "10",
-                           f"http://127.0.0.1:{metrics_port}/metrics"],
-                          capture_output=True, text=True).stdout
-    return {"seconds": seconds, "requests": requests, "cpu": cpu, "rss": rss,
-            "control_plane": control_plane, "loop_cpu": loop_cpu, "system_cpu": system_cpu,
-            "metrics": text}
+    result = {"seconds": running.wait(cluster, namespace, started),
+              "requests": apiserver_requests(cluster) - before,
+              "control_plane": cpu_since(control_plane_before, cluster.state_dir)}
+    if process:
+        # For kopf the main thread runs the event loop (watches, its per-event processing
+        # and the work queue); the others run reconciles and API calls.
+        loop = sum(sum(t[1:]) for t in process.threads() if t.id == process.pid)
+        result.update(
+            cpu=sum(process.cpu_times()[:2]) - cpu_before,
+            system_cpu=process.cpu_times().system - system_before,
+            loop_cpu=loop - loop_before, rss=process.memory_info().rss / 2**20,
+            metrics=subprocess.run(["curl", "-s", "--max-time", "10",
+                                    f"http://127.0.0.1:{metrics_port}/metrics"],
+                                   capture_output=True, text=True).stdout)
+    return result
 
 
 def reconcile_quantile(metrics_text: str, histogram: str, quantile: float) -> float:
@@ -309,6 +299,51 @@ def reconcile_quantile(metrics_text: str, histogram: str, quantile: float) -> fl
                 float("inf"))
 
 
+@contextlib.contextmanager
+def bench_cluster(name: str, jobs: int, binaries: dict[str, str], capacity: dict | None = None):
+    """A KWOK cluster with the FineTuneJob CRD and enough idle bench nodes for 2 x `jobs`
+    pods (`capacity` adds to each node's); yields the cluster and an API client."""
+    with tempfile.TemporaryDirectory() as state:
+        cluster = Cluster(name, Path(state), binaries).up()
+        try:
+            cluster.install_crd()
+            nodes = max(BENCH_NODES, -(-2 * jobs // PODS_PER_NODE))
+            cluster.apply(*[fake_node(f"bench-node-{i}", {"bench": "true"},
+                                      {"cpu": "256", "memory": "2Ti",
+                                       "pods": str(PODS_PER_NODE), **(capacity or {})}, [])
+                            for i in range(nodes)])
+            cluster.kubectl("wait", "--for=condition=Ready", "node", "-l", "bench=true",
+                            "--timeout=60s")
+            settle(cluster.state_dir)
+            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+            api.configuration.connection_pool_maxsize = THREADS * 2
+            yield cluster, api
+        finally:
+            cluster.down()
+
+
+def alternate(cluster: Cluster, kinds: tuple[str, str], rounds: int, pods: int,
+              run) -> dict[str, list[dict]]:
+    """`run(kind, namespace)` for both kinds each round, the order alternating (ABBA), each
+    in a namespace of its own deleted afterwards: the next run starts on an idle control
+    plane and an empty namespace set, as this one did."""
+    runs: dict[str, list[dict]] = {kind: [] for kind in kinds}
+    for round_ in range(rounds):
+        for kind in kinds if round_ % 2 == 0 else kinds[::-1]:
+            namespace = f"bench-{kind}-{round_}"
+            result = run(kind, namespace)
+            runs[kind].append(result)
+            own = f", RSS {result['rss']:.0f} MiB, CPU {result['cpu']:.1f} s" \
+                if "rss" in result else ""
+            print(f"  [{namespace}] {result['seconds']:.1f} s{own}; control-plane CPU s "
+                  f"{result['control_plane']}", flush=True)
+            # Thousands of jobs' objects take minutes to delete on two cores.
+            cluster.kubectl("delete", "namespace", namespace, "--wait=true",
+                            f"--timeout={wait_limit(pods)}s", timeout=wait_limit(pods) + 30)
+            settle(cluster.state_dir)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
@@ -317,39 +352,14 @@ def main() -> None:
     parser.add_argument("--operator-log", type=Path, help="keep the operator's log here")
     args = parser.parse_args()
     jobs = args.jobs
-    runs = {"floor": [], "operator": []}
-    with tempfile.TemporaryDirectory() as state:
-        cluster = Cluster("ftjob-bench-operator", Path(state), build_binaries()).up()
-        try:
-            cluster.install_crd()
-            nodes = max(BENCH_NODES, -(-2 * jobs // PODS_PER_NODE))
-            cluster.apply(*[fake_node(f"bench-node-{i}", {"bench": "true"},
-                                      {"cpu": "256", "memory": "2Ti",
-                                       "pods": str(PODS_PER_NODE)}, [])
-                            for i in range(nodes)])
-            cluster.kubectl("wait", "--for=condition=Ready", "node", "-l", "bench=true",
-                            "--timeout=60s")
-            settle(cluster.state_dir)
-            api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            api.configuration.connection_pool_maxsize = THREADS * 2
-            log = args.operator_log or Path(state) / "operator.log"
-            for round_ in range(args.rounds):
-                order = ("floor", "operator") if round_ % 2 == 0 else ("operator", "floor")
-                for kind in order:
-                    namespace = f"bench-{kind}-{round_}"
-                    run = run_floor if kind == "floor" else run_operator
-                    result = run(cluster, api, jobs, namespace, log)
-                    runs[kind].append(result)
-                    print(f"  [{namespace}] {result['seconds']:.1f} s; control-plane CPU s "
-                          f"{result['control_plane']}", flush=True)
-                    # The next run starts on an empty namespace set, as this one did.
-                    # Thousands of jobs' objects take minutes to delete on two cores.
-                    cluster.kubectl("delete", "namespace", namespace, "--wait=true",
-                                    f"--timeout={wait_limit(2 * jobs)}s",
-                                    timeout=wait_limit(2 * jobs) + 30)
-                    settle(cluster.state_dir)
-        finally:
-            cluster.down()
+    with bench_cluster("ftjob-bench-operator", jobs, build_binaries()) as (cluster, api):
+        log = args.operator_log or cluster.state_dir / "operator.log"
+
+        def run(kind: str, namespace: str) -> dict:
+            chosen = run_floor if kind == "floor" else run_operator
+            return chosen(cluster, api, jobs, namespace, log)
+
+        runs = alternate(cluster, ("floor", "operator"), args.rounds, 2 * jobs, run)
     floor, operator = runs["floor"], runs["operator"]
     floor_seconds = sum(r["seconds"] for r in floor) / len(floor)
     operator_seconds = sum(r["seconds"] for r in operator) / len(operator)
