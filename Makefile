@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-unit gpu-wheels bench-trainer bench-memory bench-cluster bench-operator bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
+.PHONY: install demo test test-unit gpu-wheels bench-trainer bench-memory bench-cluster bench-operator bench-kubeflow bench-api-costs bench-validate bench-fidelity crd training-args binaries cluster-up cluster-down lock deps-upgrade
 
 install:
 	$(PIP) install --quiet --disable-pip-version-check -c $(LOCK) -e ".[dev]"
@@ -98,6 +98,9 @@ bench-cluster:
 
 bench-operator: binaries
 	$(PYTHON) -m bench.operator_bench
+
+bench-kubeflow: binaries
+	$(PYTHON) -m bench.kubeflow_bench
 
 bench-api-costs: binaries
 	$(PYTHON) -m bench.api_costs
