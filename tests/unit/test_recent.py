@@ -25,6 +25,17 @@ def test_the_version_our_write_replaced_is_read_as_what_we_wrote():
     assert recent.freshest(body("3")) == body("3")  # someone wrote after us: theirs
 
 
+def test_the_written_copy_is_let_go_once_the_watch_has_moved_past_it():
+    recent = Recent(Clock())
+    recent.wrote_status("u1", "1", body("2", "Running"))
+    recent.seen("u1", "1")  # the version we replaced, delivered late: still lagging
+    assert recent.freshest(body("1"))["status"]["phase"] == "Running"
+    recent.seen("u1", "2")  # our own write came back through the watch
+    assert recent._jobs["u1"].written is None
+    assert recent.freshest(body("1")) == body("1")
+    recent.seen("u9", "5")  # a job this process never wrote: nothing to let go
+
+
 def test_counts_only_changes_are_paced_and_phase_changes_are_not():
     clock = Clock()
     recent = Recent(clock)

@@ -20,7 +20,7 @@ from ..api.status import PHASES, FineTuneJobStatus
 from . import metrics
 from .decide import TERMINAL
 from .manifests import JOB_NAME_LABEL, Defaults
-from .reconcile import forget, reconcile
+from .reconcile import forget, reconcile, seen
 from .settings import OperatorSettings, SettingsError
 from .workqueue import WorkQueue
 
@@ -135,6 +135,7 @@ async def finetunejob_changed(type, namespace, name, body, **_):
         _queue.forget((namespace, name))
         forget(body.metadata.uid)
     else:
+        seen(body.metadata.uid, body.metadata.get("resourceVersion", ""))
         _queue.add((namespace, name), urgent=True)
 
 

@@ -47,6 +47,14 @@ class Recent:
             return job.written
         return body
 
+    def seen(self, uid: str, resource_version: str) -> None:
+        """The watch brought this version of the job: once it is not the one our write
+        replaced, the watch has caught up and the copy we wrote is let go (kept, it was a
+        second copy of every job the index holds: 18 KB a job, 88 MB at 5,000)."""
+        job = self._jobs.get(uid)
+        if job and job.written is not None and job.wrote_over != resource_version:
+            job.written = None
+
     def wrote_status(self, uid: str, over: str, written: dict) -> None:
         job = self._jobs.setdefault(uid, _Job())
         job.wrote_over, job.written, job.written_at = over, written, self._clock()

@@ -25,6 +25,11 @@ def forget(uid: str) -> None:
     RECENT.forget(uid)
 
 
+def seen(uid: str, resource_version: str) -> None:
+    """The watch brought this version of the FineTuneJob."""
+    RECENT.seen(uid, resource_version)
+
+
 def parse(body: dict, defaults: manifests.Defaults):
     """(FineTuneJob, None) or (None, a message naming the fields)."""
     document = {key: body.get(key) for key in ("apiVersion", "kind", "spec")}
