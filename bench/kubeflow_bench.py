@@ -36,7 +36,7 @@ from ftjob.api.load import parse_job
 from ftjob.controller import manifests
 from bench.operator_bench import (CONTROL_PLANE, PODS_PER_NODE, alternate, bench_cluster,
                                   finetunejob, measure, reconcile_quantile, run_operator,
-                                  settle)
+                                  settle, sum_by_label)
 from tests.support.cluster import Cluster, build_binaries
 from tests.support.seaweedfs import free_port
 
@@ -125,13 +125,8 @@ def run_kubeflow(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
         os.killpg(operator.pid, 9)
         operator.wait()
     text = result.pop("metrics")
-    # controller-runtime counts its client's requests by method.
-    result["by_verb"] = {}
-    for line in text.splitlines():
-        if line.startswith("rest_client_requests_total{"):
-            method = line.split('method="')[1].split('"')[0].lower()
-            result["by_verb"][method] = result["by_verb"].get(method, 0.0) + float(
-                line.rsplit(" ", 1)[1])
+    # controller-runtime counts its client's requests by method (and status code, host).
+    result["by_verb"] = sum_by_label(text, "rest_client_requests_total", "method")
     result["latency"] = {
         q: reconcile_quantile(
             "\n".join(line for line in text.splitlines() if 'controller="pytorchjob' in line),

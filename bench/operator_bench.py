@@ -74,7 +74,11 @@ def print_timeline(cluster: Cluster, namespace: str, started_at: float) -> None:
     them (Kubeflow's creates pods itself)."""
     def moments(kind: str, path) -> str:
         items = cluster.get(kind, "-n", namespace)["items"]
-        return "-" if not items else f"{max(datetime.strptime(path(item), '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=timezone.utc).timestamp() for item in items) - started_at:.0f} s"
+        if not items:
+            return "-"
+        latest = max(datetime.strptime(path(item), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=timezone.utc).timestamp() for item in items)
+        return f"{latest - started_at:.0f} s"
     created = lambda item: item["metadata"]["creationTimestamp"]  # noqa: E731
     print(f"  [{namespace}] last Job created {moments('jobs', created)}, last pod created "
           f"{moments('pods', created)}, last pod started "
@@ -240,9 +244,7 @@ def run_operator(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
         os.killpg(operator.pid, 9)
         operator.wait()
     text = result.pop("metrics")
-    result["by_verb"] = {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
-                         for line in text.splitlines()
-                         if line.startswith("ftjob_api_requests_total{")}
+    result["by_verb"] = sum_by_label(text, "ftjob_api_requests_total", "verb")
     result["latency"] = {q: reconcile_quantile(text, "ftjob_reconcile_duration_seconds", q)
                          for q in (0.5, 0.99)}
     return result
@@ -288,15 +290,22 @@ def reconcile_quantile(metrics_text: str, histogram: str, quantile: float) -> fl
     over the histogram's label sets (the upper bound of the bucket it falls in, as
     Prometheus' histogram_quantile would interpolate within it: an upper bound is the
     honest figure with these few buckets)."""
-    counts: dict[float, float] = {}
-    for line in metrics_text.splitlines():
-        if line.startswith(f"{histogram}_bucket{{"):
-            bound = float(line.split('le="')[1].split('"')[0])
-            counts[bound] = counts.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
-    buckets = sorted(counts.items())
+    buckets = sorted((float(bound), count) for bound, count
+                     in sum_by_label(metrics_text, f"{histogram}_bucket", "le").items())
     total = buckets[-1][1] if buckets else 0
     return next((bound for bound, count in buckets if count >= quantile * total),
                 float("inf"))
+
+
+def sum_by_label(metrics_text: str, metric: str, label: str) -> dict[str, float]:
+    """The samples of `metric` on a Prometheus metrics page, summed by the (lower-cased)
+    value of `label` over every other label."""
+    totals: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{metric}{{"):
+            value = line.split(f'{label}="')[1].split('"')[0].lower()
+            totals[value] = totals.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 @contextlib.contextmanager

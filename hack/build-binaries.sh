@@ -25,19 +25,19 @@ is_cached() { # NAME VERSION LDFLAGS
   [[ -x "$dest/$1" && -f "$dest/.recipe" && "$(cat "$dest/.recipe")" == "$3" ]]
 }
 
-# build_into NAME VERSION LDFLAGS PACKAGE: `go install`s PACKAGE with GOBIN set to a temp dir
-# and moves the result into the cache only when it succeeded, so a half-built binary is never
-# cached.
+# build_into NAME VERSION LDFLAGS PACKAGE [RECIPE]: `go install`s PACKAGE with GOBIN set to a
+# temp dir and moves the result into the cache only when it succeeded, so a half-built binary
+# is never cached. RECIPE (default LDFLAGS) is what a cached binary must have been built with.
 build_into() {
-  local name=$1 version=$2 ldflags=$3 package=$4
+  local name=$1 version=$2 ldflags=$3 package=$4 recipe=${5-$3}
   local dest="$cache/$name-$version"
-  if is_cached "$name" "$version" "$ldflags"; then echo "$name=$dest/$name"; return; fi
+  if is_cached "$name" "$version" "$recipe"; then echo "$name=$dest/$name"; return; fi
   local started=$SECONDS tmp
   tmp=$(mktemp -d)
   log "Building $name $version"
   GOBIN="$tmp" go install -ldflags="$ldflags" "$package" >&2
   rm -rf "$dest" && mkdir -p "$dest" && mv "$tmp/$name" "$dest/$name" && rm -rf "$tmp"
-  printf '%s' "$ldflags" > "$dest/.recipe"
+  printf '%s' "$recipe" > "$dest/.recipe"
   log "Built $name $version in $((SECONDS - started)) s"
   echo "$name=$dest/$name"
 }
@@ -137,17 +137,7 @@ build_into helm "$HELM_VERSION" "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_
 # so editing it rebuilds.
 if [[ "$extras" == *" kubeflow "* ]]; then
   recipe=$(cat "$here/kubeflow-operator/go.mod" "$here/kubeflow-operator/main.go" | sha256sum | cut -d' ' -f1)
-  dest="$cache/training-operator-$KUBEFLOW_TRAINING_OPERATOR_VERSION"
-  if ! is_cached training-operator "$KUBEFLOW_TRAINING_OPERATOR_VERSION" "$recipe"; then
-    log "Building training-operator $KUBEFLOW_TRAINING_OPERATOR_VERSION"
-    started=$SECONDS
-    tmp=$(mktemp -d)
-    (cd "$here/kubeflow-operator" && go build -o "$tmp/training-operator" .) >&2
-    rm -rf "$dest" && mkdir -p "$dest" && mv "$tmp/training-operator" "$dest/" && rm -rf "$tmp"
-    printf '%s' "$recipe" > "$dest/.recipe"
-    log "Built training-operator in $((SECONDS - started)) s"
-  fi
-  echo "training-operator=$dest/training-operator"
+  (cd "$here/kubeflow-operator" && build_into training-operator "$KUBEFLOW_TRAINING_OPERATOR_VERSION" "" . "$recipe")
   # Its CRDs, from the same module version (in the module cache once downloaded).
   (cd "$here/kubeflow-operator" && go mod download github.com/kubeflow/training-operator) >&2
   echo "kubeflow-crds=$(go env GOMODCACHE)/github.com/kubeflow/training-operator@$KUBEFLOW_TRAINING_OPERATOR_VERSION/manifests/base/crds"

@@ -1,4 +1,4 @@
-module ftjob.dev/kubeflow-operator
+module ftjob.dev/training-operator
 
 go 1.22
 
