@@ -21,13 +21,11 @@ own API client to 20 requests/s (burst 30, controller-runtime's default, no flag
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from kubernetes import client
@@ -39,6 +37,7 @@ from bench.operator_bench import (CONTROL_PLANE, PODS_PER_NODE, alternate, bench
                                   settle, sum_by_label)
 from tests.support.cluster import Cluster, build_binaries
 from tests.support.seaweedfs import free_port
+from tests.support.webhooks import client_config, ready, serving_certificate
 
 WEBHOOK_PATH = "/validate-kubeflow-org-v1-pytorchjob"
 
@@ -67,16 +66,6 @@ def pytorchjob(name: str, namespace: str) -> dict:
                            "template": template}}}}
 
 
-def serving_certificate(folder: Path) -> bytes:
-    """A self-signed certificate for 127.0.0.1 (tls.crt, tls.key in `folder`, the names
-    controller-runtime reads); returns the certificate, the webhook's CA bundle."""
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(folder / "tls.key"), "-out", str(folder / "tls.crt")],
-                   check=True, capture_output=True)
-    return (folder / "tls.crt").read_bytes()
-
-
 def webhook_configuration(port: int, ca_bundle: bytes) -> dict:
     """Kubeflow's validating webhook for PyTorchJobs (its manifests' rule), at 127.0.0.1."""
     return {"apiVersion": "admissionregistration.k8s.io/v1",
@@ -86,8 +75,7 @@ def webhook_configuration(port: int, ca_bundle: bytes) -> dict:
                 "name": "validator.pytorchjob.training-operator.kubeflow.org",
                 "admissionReviewVersions": ["v1"], "sideEffects": "None",
                 "failurePolicy": "Fail",
-                "clientConfig": {"url": f"https://127.0.0.1:{port}{WEBHOOK_PATH}",
-                                 "caBundle": base64.b64encode(ca_bundle).decode()},
+                "clientConfig": client_config(port, WEBHOOK_PATH, ca_bundle),
                 "rules": [{"apiGroups": ["kubeflow.org"], "apiVersions": ["v1"],
                            "operations": ["CREATE", "UPDATE"],
                            "resources": ["pytorchjobs"]}]}]}
@@ -133,14 +121,6 @@ def run_kubeflow(cluster: Cluster, api: client.ApiClient, jobs: int, namespace: 
             "controller_runtime_reconcile_time_seconds", q)
         for q in (0.5, 0.99)}
     return result
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
 
 
 def describe(name: str, runs: list[dict], jobs: int) -> None:

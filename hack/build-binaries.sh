@@ -132,6 +132,10 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
 done
 build_into helm "$HELM_VERSION" "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 
+# Kueue's manager; its CRDs and webhook manifests come from the same module version.
+build_into kueue "$KUEUE_VERSION" "" "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
+echo "kueue-config=$(go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION/config/components"
+
 # Kubeflow's training operator, from hack/kubeflow-operator (its controllers and webhooks
 # with every listener on 127.0.0.1; see main.go there). The recipe is that module's source,
 # so editing it rebuilds.

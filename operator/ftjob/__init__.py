@@ -7,6 +7,9 @@ VERSION = "v1alpha1"
 KIND = "FineTuneJob"
 PLURAL = "finetunejobs"
 API_VERSION = f"{GROUP}/{VERSION}"
+# The trainer's exit code once SIGTERM made it save a checkpoint and stop (EX_TEMPFAIL):
+# a preemption, not a failure of the job.
+EXIT_PREEMPTED = 75
 
 
 def __getattr__(name: str):

@@ -25,8 +25,6 @@ from . import launch, render
 from .api.spec import FineTuneJob
 from .launcher_output import LauncherOutputFilter
 
-EXIT_PREEMPTED = 75
-
 
 class RunFolderBusy(Exception):
     """Another `ftjob run` of the same job is going on in this run folder."""

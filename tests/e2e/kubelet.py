@@ -56,6 +56,7 @@ class LocalContainer:
     process: subprocess.Popen
     termination_log: Path
     log: Path
+    attempt: str  # (namespace, job, attempt) of the pod
     terminating_since: float | None = None
     reported: bool = False
 
@@ -71,7 +72,7 @@ class LocalKubelet:
         cluster = self.api.configuration
         self.server, self.ca_file = cluster.host, cluster.ssl_ca_cert
         self.containers: dict[str, LocalContainer] = {}  # by pod uid
-        self.ports: dict[str, int] = {}  # rendezvous port per (namespace, attempt)
+        self.ports: dict[str, int] = {}  # rendezvous port per (namespace, job, attempt)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -155,6 +156,10 @@ class LocalKubelet:
                 return
             self._signal(container, signal.SIGKILL)
             container.process.wait()
+        if container and not container.reported:
+            # As a kubelet does: the pod's final status (its exit code, which the Job's
+            # pod failure policy reads) before the pod object goes.
+            self._report_exit(pod, container)
         try:
             self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
                                             grace_period_seconds=0)
@@ -313,7 +318,12 @@ class LocalKubelet:
         labels = pod.metadata.labels or {}
         attempt = (pod.metadata.namespace, labels.get("ftjob.dev/job-name"),
                    labels.get("ftjob.dev/attempt"))
-        port = self.ports.setdefault(str(attempt), free_port())
+        # A new rendezvous port for each new set of the attempt's pods (a Job that Kueue
+        # suspended and admitted again starts them anew), not one the last set used.
+        if not any(c.attempt == str(attempt) and c.process.poll() is None
+                   for c in self.containers.values()):
+            self.ports[str(attempt)] = free_port()
+        port = self.ports[str(attempt)]
         command = [_expand(part, env) for part in (container.command or []) +
                    (container.args or [])]
         command = _remap(command, mounts, port)
@@ -332,7 +342,7 @@ class LocalKubelet:
         process = subprocess.Popen(command, env=env, cwd=root, stdout=log.open("w"),
                                    stderr=subprocess.STDOUT, start_new_session=True)
         return LocalContainer(pod.metadata.name, pod.metadata.namespace, root, process,
-                              termination_log, log)
+                              termination_log, log, str(attempt))
 
     def _report_running(self, pod) -> None:
         stamp = now()

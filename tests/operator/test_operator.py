@@ -127,13 +127,14 @@ def test_retryable_failure_restarts_from_the_checkpoint_in_status(jobs, cluster)
     cluster.kubectl("patch", "finetunejob", "retry", "-n", jobs.namespace, "--subresource",
                     "status", "--type", "merge", "-p", json.dumps({"status": {
                         "checkpoint": checkpoint}}))
-    jobs.annotate_pods("retry", 1, "sim.ftjob.dev/exit-code=75")
+    # The trainer's exit code when storage stopped answering: retryable.
+    jobs.annotate_pods("retry", 1, "sim.ftjob.dev/exit-code=74")
 
     running = eventually(lambda: (lambda s: s if s.get("attempt") == 2 and
                                   s.get("phase") == "Running" else None)(jobs.status("retry")),
                          timeout=60, what="attempt 2 running")
     assert running["restarts"] == 1
-    assert jobs.condition("retry", "Restarting")["reason"] == "Preempted"
+    assert jobs.condition("retry", "Restarting")["reason"] == "StorageUnavailable"
     assert not jobs.exists("job", "retry-attempt-1")
     attempt = jobs.get("job", "retry-attempt-2")
     assert attempt["metadata"]["annotations"]["ftjob.dev/resume-from"] == checkpoint["uri"]
@@ -301,6 +302,32 @@ def test_a_job_the_api_server_refuses_fails_once_with_its_message(jobs, cluster,
     # The operator carries on with the next job.
     jobs.create(finetunejob("after-refusal"))
     jobs.wait_phase("after-refusal", "Succeeded")
+
+
+def test_a_pod_that_saved_and_stopped_on_sigterm_is_replaced_without_a_restart(jobs):
+    """Exit 75 is the trainer's "saved a checkpoint on SIGTERM": a drain or a preemption,
+    not a failure. The Job's pod failure policy ignores it, so the Job replaces the pod
+    (which resumes from that checkpoint) instead of failing, and no restart is counted."""
+    jobs.create(finetunejob("drained", {"sim.ftjob.dev/hold": "true"}))
+    jobs.wait_phase("drained", "Running")
+    (first,) = [p for p in jobs.pods("drained", 1)
+                if p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "1"]
+    jobs.cluster.kubectl("annotate", "pod", first["metadata"]["name"], "-n", jobs.namespace,
+                         "sim.ftjob.dev/exit-code=75")
+
+    def replaced():
+        pods = [p for p in jobs.pods("drained", 1) if p["metadata"]["labels"][
+            "batch.kubernetes.io/job-completion-index"] == "1"]
+        return len(pods) == 2 and any(p["status"].get("phase") == "Running" and
+                                      p["metadata"]["name"] != first["metadata"]["name"]
+                                      for p in pods)
+
+    eventually(replaced, timeout=60, what="index 1 replaced by a running pod")
+    job = jobs.get("job", "drained-attempt-1")
+    assert job["status"].get("failed", 0) == 0
+    assert not any(c["type"] == "Failed" for c in job["status"].get("conditions", []))
+    status = jobs.wait_phase("drained", "Running")
+    assert (status["attempt"], status["restarts"]) == (1, 0)
 
 
 def test_queue_name_creates_a_suspended_job_for_kueue(jobs, cluster):

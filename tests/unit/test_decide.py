@@ -264,6 +264,54 @@ def test_a_queued_job_on_a_cluster_without_kueue_says_nothing_will_admit_it():
     assert plan.events == [("Warning", "NoQueueController", plan.status["message"])]
 
 
+def workload(job_name, *conditions, uid=None):
+    """A Kueue Workload as the operator's index keeps it: its owner Job and conditions."""
+    return {"owner": {"name": job_name, "uid": uid},
+            "conditions": [{"type": kind, "status": status, "reason": reason,
+                            "message": message} for kind, status, reason, message in conditions]}
+
+
+NO_QUOTA = ("QuotaReserved", "False", "Pending", "couldn't assign flavors to pod set main: "
+            "insufficient unused quota for nvidia.com/gpu in flavor f, 8 more needed")
+PREEMPTED = ("Evicted", "True", "Preempted", "Preempted to accommodate a workload (UID: u, "
+             "JobUID: v) due to prioritization in the ClusterQueue")
+
+
+@pytest.mark.parametrize("workloads, phase_reason, message, event", [
+    # No Workload yet (Kueue has not seen the Job), or one of another Job.
+    ([], "Queued", "waiting for the queue q to admit the job", None),
+    ([workload("j-attempt-2", NO_QUOTA)], "Queued",
+     "waiting for the queue q to admit the job", None),
+    # A Workload of an earlier Job of the same name (another uid) says nothing of this one.
+    ([workload("j-attempt-1", NO_QUOTA, uid="old")], "Queued",
+     "waiting for the queue q to admit the job", None),
+    ([workload("j-attempt-1", NO_QUOTA, uid="job-uid")], "Queued",
+     f"waiting for the queue q to admit the job: {NO_QUOTA[3]}", None),
+    ([workload("j-attempt-1", ("QuotaReserved", "False", "Inadmissible",
+                               "LocalQueue q doesn't exist"))], "Inadmissible",
+     "waiting for the queue q to admit the job: LocalQueue q doesn't exist", "Warning"),
+    ([workload("j-attempt-1", PREEMPTED, NO_QUOTA)], "Preempted",
+     f"evicted by Kueue (Preempted: {PREEMPTED[3]}); its pods save a checkpoint and stop, "
+     "and it resumes from that checkpoint once admitted again; waiting for the queue q to "
+     f"admit the job: {NO_QUOTA[3]}", "Warning"),
+])
+def test_a_queued_job_says_why_it_waits_in_kueues_words(workloads, phase_reason, message,
+                                                        event):
+    queued = attempt_job(1, suspend=True, queue="q")
+    queued["metadata"]["uid"] = "job-uid"
+    running = {"type": "Running", "status": "True", "reason": "AllPodsReady", "message": "",
+               "lastTransitionTime": timestamp(NOW), "observedGeneration": 3}
+    observed = observe({"phase": "Running", "attempt": 1, "conditions": [running]}, [queued],
+                       queueName="q")
+    observed.workloads = workloads
+    plan = decide(observed)
+    assert (plan.status["phase"], plan.status["message"]) == ("Pending", message)
+    assert conditions(plan)["Running"] == ("False", phase_reason)
+    assert plan.events == [(event or "Normal", phase_reason, message)]
+    assert plan.status["restarts"] == 0 and plan.create_attempt is None
+    assert plan.delete_jobs == []
+
+
 def test_ttl_deletes_the_finetunejob_once_expired():
     done = {"phase": "Succeeded", "attempt": 1, "completionTime": timestamp(NOW)}
     early = decide(observe(done, ttlSecondsAfterFinished=30))

@@ -10,7 +10,7 @@ import yaml
 
 from ftjob.api.load import parse_job
 from ftjob.controller import manifests
-from ftjob.controller.manifests import Defaults, SpecProblem
+from ftjob.controller.manifests import Defaults, Names, SpecProblem
 
 GOLDEN = Path(__file__).parent / "golden"
 DEFAULTS = Defaults(image="registry.example/trainer:1", checkpoint_uri="s3://ckpt/",
@@ -251,3 +251,13 @@ def test_the_pods_grace_period_covers_the_measured_final_save():
         "terminationGracePeriodSeconds"] == 60                       # the floor
     assert pod(manifests.build_job(job(), "uid", 2, DEFAULTS, None, grace_seconds=95.2))[
         "terminationGracePeriodSeconds"] == 96
+
+
+@pytest.mark.parametrize("job_name, finetunejob", [
+    ("bert-attempt-3", "bert"), ("my-attempt-1-attempt-12", "my-attempt-1"),
+    ("bert-data-check", None), ("bert-attempt-", None), ("-attempt-2", None),
+    ("bert-attempt-x", None), ("batch-job", None)])
+def test_an_attempts_job_name_gives_back_its_finetunejob(job_name, finetunejob):
+    assert Names.finetunejob_of(job_name) == finetunejob
+    if finetunejob:
+        assert Names(finetunejob).attempt(int(job_name.rsplit("-", 1)[1])) == job_name

@@ -51,6 +51,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Why a queued attempt waits, or was evicted: its Kueue Workload (read only; nothing is
+# watched where Kueue is not installed).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [list, watch]
 {{- end -}}
 
 {{/* What kopf itself needs: events, and peering when several replicas run. */}}

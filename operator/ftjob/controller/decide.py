@@ -44,6 +44,9 @@ class Observed:
     # Whether the cluster serves Kueue's API (asked only for a queued job): without it
     # nothing ever admits a queued attempt.
     queue_controller_present: bool = True
+    # Kueue's Workloads of this job's attempt Jobs ({"owner": {"name", "uid"},
+    # "conditions": [...]}): why a queued attempt waits, in Kueue's words.
+    workloads: list[dict] = field(default_factory=list)
     # metadata.creationTimestamp: where the goodput ledger starts (now when unknown)
     created: datetime | None = None
 
@@ -336,14 +339,7 @@ def _decide(observed: Observed) -> Plan:
         return b.finish("Succeeded", "Completed", f"all {nodes} nodes of attempt {attempt} "
                         "finished", "Normal")
     if current.get("spec", {}).get("suspend"):
-        queue = current["metadata"].get("labels", {}).get(KUEUE_QUEUE_LABEL)
-        if b.observed.queue_controller_present:
-            b.phase("Pending", "Queued", f"waiting for the queue {queue} to admit the job")
-        else:
-            b.phase("Pending", "NoQueueController", f"waiting for the queue {queue}, but "
-                    f"this cluster serves no Kueue API ({KUEUE_GROUP}): nothing will admit "
-                    "the job; install Kueue or remove runPolicy.queueName (and the "
-                    "operator's default queue)", "Warning")
+        _queued(b, current)
     elif b.status["replicas"]["ready"] + b.status["replicas"]["succeeded"] >= nodes:
         # Pods that already finished their part still count as started.
         b.phase("Running", "AllPodsReady", f"attempt {attempt}: {nodes} nodes training")
@@ -351,6 +347,51 @@ def _decide(observed: Observed) -> Plan:
         b.phase("Initializing", "PodsStarting", f"attempt {attempt}: "
                 f"{b.status['replicas']['ready']} of {nodes} nodes ready")
     return b.plan
+
+
+def workload_of(job: dict, workloads: list[dict]) -> dict | None:
+    """The Kueue Workload of an attempt's Job (by owner name, and uid where both say)."""
+    metadata = job["metadata"]
+    for workload in workloads:
+        owner = workload["owner"]
+        uids = (owner.get("uid"), metadata.get("uid"))
+        if owner["name"] == metadata["name"] and (None in uids or uids[0] == uids[1]):
+            return workload
+    return None
+
+
+def _true(conditions: list[dict], kind: str) -> dict | None:
+    return next((c for c in conditions if c["type"] == kind and c["status"] == "True"), None)
+
+
+def _queued(b: _Builder, current: dict) -> None:
+    """The attempt's Job is suspended for Kueue: created so, waiting for admission, or
+    suspended again when Kueue evicted it (its pods then save and stop). The phase says
+    why, in the words of the Job's Workload once Kueue has made one."""
+    queue = current["metadata"].get("labels", {}).get(KUEUE_QUEUE_LABEL)
+    if not b.observed.queue_controller_present:
+        b.phase("Pending", "NoQueueController", f"waiting for the queue {queue}, but this "
+                f"cluster serves no Kueue API ({KUEUE_GROUP}): nothing will admit the job; "
+                "install Kueue or remove runPolicy.queueName (and the operator's default "
+                "queue)", "Warning")
+        return
+    workload = workload_of(current, b.observed.workloads)
+    conditions = workload["conditions"] if workload else []
+    waiting = f"waiting for the queue {queue} to admit the job"
+    unreserved = next((c for c in conditions if c["type"] == "QuotaReserved" and
+                       c["status"] == "False"), None)
+    if unreserved and unreserved.get("message"):
+        waiting += f": {unreserved['message']}"
+    evicted = _true(conditions, "Evicted")
+    if evicted:
+        reason = "Preempted" if evicted.get("reason") == "Preempted" else "Evicted"
+        b.phase("Pending", reason, f"evicted by Kueue ({evicted.get('reason')}: "
+                f"{evicted.get('message')}); its pods save a checkpoint and stop, and it "
+                f"resumes from that checkpoint once admitted again; {waiting}", "Warning")
+    elif unreserved and unreserved.get("reason") == "Inadmissible":
+        b.phase("Pending", "Inadmissible", waiting, "Warning")
+    else:
+        b.phase("Pending", "Queued", waiting)
 
 
 def _check_data(b: _Builder, names: Names, start_next) -> Plan:

@@ -13,6 +13,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from .. import EXIT_PREEMPTED
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -29,7 +31,7 @@ TRAINER_EXIT_CODES = {
     66: ("NotFound", False),
     69: ("PeerLost", True),
     74: ("StorageUnavailable", True),
-    75: ("Preempted", True),
+    EXIT_PREEMPTED: ("Preempted", True),
     77: ("StorageAccessDenied", False),
     78: ("InvalidConfig", False),
 }

@@ -19,7 +19,7 @@ from .. import GROUP, PLURAL, VERSION
 from ..api.status import PHASES, FineTuneJobStatus
 from . import metrics
 from .decide import TERMINAL
-from .manifests import JOB_NAME_LABEL, Defaults
+from .manifests import JOB_NAME_LABEL, KUEUE_GROUP, KUEUE_VERSION, Defaults, Names
 from .reconcile import forget, reconcile, seen
 from .settings import OperatorSettings, SettingsError
 from .workqueue import WorkQueue
@@ -68,7 +68,7 @@ _indices: dict[str, kopf.Index] = {}
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
-                    **_) -> None:
+                    queued_workloads, **_) -> None:
     # Only event handlers and indices: kopf then adds no finalizer and writes no progress
     # or diff-base annotations, so the FineTuneJob is written by its user, by our status
     # patches and by the trainer, nobody else. The prefix still names anything kopf keeps.
@@ -84,7 +84,8 @@ async def configure(settings: kopf.OperatorSettings, finetunejobs, attempt_jobs,
         # own per-job lines (phase changes, creates) say what matters; --verbose keeps both.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     global _queue
-    _indices.update(finetunejobs=finetunejobs, attempt_jobs=attempt_jobs)
+    _indices.update(finetunejobs=finetunejobs, attempt_jobs=attempt_jobs,
+                    queued_workloads=queued_workloads)
     _queue = WorkQueue(reconcile_observed, SETTINGS.workers, observe=observe)
     _queue.start()
     port = metrics.serve(SETTINGS.metrics_address, SETTINGS.metrics_port)
@@ -109,7 +110,8 @@ def _plain(body: kopf.Body) -> dict:
 
 def _slim(body: kopf.Body) -> dict:
     """What the decisions read of a Job, kept in memory by the index."""
-    return {"metadata": {"name": body.metadata.name, "labels": dict(body.metadata.labels),
+    return {"metadata": {"name": body.metadata.name, "uid": body.metadata.uid,
+                         "labels": dict(body.metadata.labels),
                          "deletionTimestamp": body.metadata.get("deletionTimestamp")},
             "spec": {"suspend": body.spec.get("suspend")},
             "status": dict(body.status)}
@@ -125,6 +127,34 @@ async def finetunejobs(namespace, name, body, **_):
 @kopf.index("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "ftjob"})
 async def attempt_jobs(namespace, labels, body, **_):
     return {(namespace, labels.get(JOB_NAME_LABEL)): _slim(body)}
+
+
+def _attempt_owner(body, **_) -> dict | None:
+    """The attempt Job that owns a Kueue Workload, when it is one of ours by name."""
+    for owner in body.metadata.get("ownerReferences") or []:
+        if owner.get("kind") == "Job" and Names.finetunejob_of(owner.get("name", "")):
+            return owner
+    return None
+
+
+def _workload_key(namespace: str, body) -> tuple[str, str]:
+    return namespace, Names.finetunejob_of(_attempt_owner(body)["name"])
+
+
+# Kueue's Workloads of queued attempts: why one waits, or was evicted, in Kueue's words.
+# Watched at v1beta2 (Kueue 0.15 and later); where Kueue is not installed kopf watches
+# nothing here, and starts to when Kueue's CRDs appear.
+@kopf.index(KUEUE_GROUP, KUEUE_VERSION, "workloads", when=_attempt_owner)
+async def queued_workloads(namespace, body, **_):
+    owner = _attempt_owner(body)
+    return {_workload_key(namespace, body): {
+        "owner": {"name": owner["name"], "uid": owner.get("uid")},
+        "conditions": [dict(c) for c in body.status.get("conditions") or []]}}
+
+
+@kopf.on.event(KUEUE_GROUP, KUEUE_VERSION, "workloads", when=_attempt_owner)
+async def workload_changed(namespace, body, **_):
+    _queue.add(_workload_key(namespace, body), SETTINGS.batch_seconds)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -153,20 +183,23 @@ def read_status(status) -> FineTuneJobStatus:
         return FineTuneJobStatus(phase=phase if phase in PHASES else None)
 
 
-def observe(key: tuple[str, str]) -> tuple[dict | None, list[dict]]:
-    """The job and its Jobs as the indices have them, read on the event loop that updates
-    them (a worker thread reading them could see a store change size under it)."""
+def observe(key: tuple[str, str]) -> tuple[dict | None, list[dict], list[dict]]:
+    """The job, its Jobs and their Kueue Workloads as the indices have them, read on the
+    event loop that updates them (a worker thread reading them could see a store change
+    size under it)."""
     bodies = list(_indices["finetunejobs"].get(key, []))
-    return (bodies[-1] if bodies else None), list(_indices["attempt_jobs"].get(key, []))
+    return ((bodies[-1] if bodies else None), list(_indices["attempt_jobs"].get(key, [])),
+            list(_indices["queued_workloads"].get(key, [])))
 
 
-def reconcile_observed(observed: tuple[dict | None, list[dict]]) -> float | None:
+def reconcile_observed(observed: tuple[dict | None, list[dict], list[dict]]) -> float | None:
     """One reconcile; returns when to look at the job again."""
-    body, attempt_jobs = observed
+    body, attempt_jobs, workloads = observed
     if body is None:
         return None  # deleted; garbage collection removes what it owned
     started = time.perf_counter()
-    plan = reconcile(body, attempt_jobs, DEFAULTS, SETTINGS.restart_backoff_seconds)
+    plan = reconcile(body, attempt_jobs, DEFAULTS, SETTINGS.restart_backoff_seconds,
+                     workloads=workloads)
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     if plan is None:
         return 1.0  # changed underneath us too often: decide again shortly

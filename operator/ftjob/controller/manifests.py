@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ftjob_trainer.memory_fit import FIT_REQUEST_ENV
 
-from .. import API_VERSION, GROUP, KIND, PLURAL, launch, render
+from .. import API_VERSION, EXIT_PREEMPTED, GROUP, KIND, PLURAL, launch, render
 from ..api.pod import FTJOB_MOUNTS
 from ..api.spec import FineTuneJob, script_path_on_cluster
 
@@ -29,6 +29,7 @@ JOB_NAME_LABEL = f"{GROUP}/job-name"
 ATTEMPT_LABEL = f"{GROUP}/attempt"
 RESUME_ANNOTATION = f"{GROUP}/resume-from"
 KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_VERSION = "v1beta2"
 KUEUE_QUEUE_LABEL = f"{KUEUE_GROUP}/queue-name"
 
 
@@ -55,6 +56,9 @@ class SpecProblem(ValueError):
     """A valid spec that this operator still cannot run; names the field."""
 
 
+ATTEMPT_INFIX = "-attempt-"
+
+
 @dataclass(frozen=True)
 class Names:
     job: str
@@ -74,7 +78,13 @@ class Names:
     role = role_binding = service_account
 
     def attempt(self, attempt: int) -> str:
-        return f"{self.job}-attempt-{attempt}"
+        return f"{self.job}{ATTEMPT_INFIX}{attempt}"
+
+    @staticmethod
+    def finetunejob_of(job_name: str) -> str | None:
+        """The FineTuneJob an attempt's Job is named after, or None for another name."""
+        job, infix, attempt = job_name.rpartition(ATTEMPT_INFIX)
+        return job if infix and job and attempt.isdigit() else None
 
     @property
     def data_check(self) -> str:
@@ -307,6 +317,13 @@ def build_job(job: FineTuneJob, uid: str, attempt: int, defaults: Defaults,
         "spec": {
             "completionMode": "Indexed", "completions": nodes, "parallelism": nodes,
             "backoffLimit": 0,
+            # A trainer that saved and stopped on SIGTERM is preempted, not failed: when
+            # Kueue suspends the Job to preempt it, or a node is drained, the Job counts no
+            # failure (so backoffLimit 0 does not fail it) and replaces the pods once they
+            # have exited, which resume from that checkpoint. Any other failure fails the
+            # Job, and the operator restarts the whole group.
+            "podFailurePolicy": {"rules": [{"action": "Ignore", "onExitCodes": {
+                "containerName": CONTAINER, "operator": "In", "values": [EXIT_PREEMPTED]}}]},
             # Kueue admits a queued Job by unsuspending it.
             "suspend": bool(queue),
             "template": template,

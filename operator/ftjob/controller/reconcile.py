@@ -58,7 +58,7 @@ def _pods_to_read(namespace: str, name: str, status: dict, attempt_jobs: list[di
 
 
 def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
-            refused: str | None = None):
+            refused: str | None = None, workloads=()):
     """`refused`: the API server's message when it refused an object built from the spec,
     which makes the spec as unrunnable as one that does not validate."""
     metadata = body["metadata"]
@@ -74,6 +74,7 @@ def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
         job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
         restart_backoff_seconds=restart_backoff_seconds,
         queue_controller_present=not queued or kube.serves_api_group(manifests.KUEUE_GROUP),
+        workloads=list(workloads),
         created=goodput.parse_moment(metadata.get("creationTimestamp")))
     return decide(observed), status, job
 
@@ -91,7 +92,8 @@ CONFLICT_RETRIES = 3
 
 
 def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults,
-              restart_backoff_seconds: float = 10, now: datetime | None = None) -> Plan | None:
+              restart_backoff_seconds: float = 10, now: datetime | None = None,
+              workloads: list[dict] = ()) -> Plan | None:
     """Returns the plan carried out, or None when the object is gone or kept changing
     underneath us (the next reconcile decides again). The caller runs at most one
     reconcile per job at a time (the work queue)."""
@@ -100,7 +102,8 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
     body = RECENT.freshest(body)
     metadata = body["metadata"]
     namespace, name = metadata["namespace"], metadata["name"]
-    decided = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds, now)
+    decided = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds, now,
+                            workloads=workloads)
     if decided is None:
         return None
     plan, body, status, job = decided
@@ -122,7 +125,8 @@ def reconcile(body: dict, attempt_jobs: list[dict], defaults: manifests.Defaults
             logger.warning("The API server refused an object of FineTuneJob %s/%s: %s",
                            namespace, name, message)
             failed = _write_status(body, attempt_jobs, defaults, restart_backoff_seconds,
-                                   now, refused=f"the API server refused it: {message}")
+                                   now, refused=f"the API server refused it: {message}",
+                                   workloads=workloads)
             return failed[0] if failed else None
     return plan
 
@@ -163,7 +167,7 @@ def _create_attempt(body: dict, plan: Plan, status: dict, job, attempt_jobs: lis
 
 
 def _write_status(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
-                  refused: str | None = None):
+                  refused: str | None = None, workloads=()):
     """Decides and writes the status (the intent log) before anything is acted on. Returns
     (plan, the body as written, the status decided from, the parsed job), or None when
     the object is gone or kept changing underneath us."""
@@ -171,7 +175,7 @@ def _write_status(body: dict, attempt_jobs, defaults, restart_backoff_seconds, n
     namespace, name, uid = metadata["namespace"], metadata["name"], metadata["uid"]
     for _ in range(CONFLICT_RETRIES):
         plan, status, job = _decide(body, attempt_jobs, defaults, restart_backoff_seconds,
-                                    now, refused)
+                                    now, refused, workloads)
         current = operator_owned(status)
         if plan.status == current:
             break
