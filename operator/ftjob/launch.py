@@ -24,6 +24,9 @@ class Node:
     config_dir: str
     rank: str | None = None  # this node's index (the Indexed Job's completion index)
     rendezvous_host: str | None = None
+    # What runs a built-in task's launcher, where one is needed (a pod: the container's
+    # exit code must say "saved and stopped" after SIGTERM, which the launcher's does not).
+    launcher_wrapper: tuple[str, ...] = ()
 
 
 def this_machine(config_dir: str) -> Node:
@@ -37,7 +40,8 @@ def this_machine(config_dir: str) -> Node:
 def in_pod(config_dir: str, rank: str, rendezvous_host: str) -> Node:
     """A training pod: the trainer image's own commands."""
     return Node(python="python", torchrun=("torchrun",), accelerate=("accelerate", "launch"),
-                config_dir=config_dir, rank=rank, rendezvous_host=rendezvous_host)
+                config_dir=config_dir, rank=rank, rendezvous_host=rendezvous_host,
+                launcher_wrapper=("python", "-m", "ftjob_trainer.preemptible", "--"))
 
 
 def launcher(job: FineTuneJob, node: Node) -> list[str]:
@@ -62,6 +66,6 @@ def launch_command(job: FineTuneJob, node: Node) -> list[str]:
     config = f"{node.config_dir}/{TRAINER_CONFIG}"
     script = job.spec.script
     if script is None:
-        return [*launcher(job, node), "-m", "ftjob_trainer", config]
+        return [*node.launcher_wrapper, *launcher(job, node), "-m", "ftjob_trainer", config]
     return [node.python, "-m", "ftjob_trainer.supervise", config, "--",
             *launcher(job, node), script.path, *script.args]

@@ -95,7 +95,7 @@ def test_created_job_gets_its_resources_runs_on_gpu_nodes_and_succeeds(jobs, clu
         assert item["metadata"]["labels"]["ftjob.dev/job-name"] == "ok", kind
     job = jobs.get("job", "ok-attempt-1")
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:8] == ["torchrun", "--nproc-per-node", "8", "--nnodes", "2",
+    assert container["command"][4:12] == ["torchrun", "--nproc-per-node", "8", "--nnodes", "2",
                                         "--node-rank", "$(JOB_COMPLETION_INDEX)",
                                         "--master-addr"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"

@@ -115,15 +115,18 @@ def test_a_preempted_job_resumes_from_the_checkpoint_it_saved_without_a_restart(
                                     s.get("checkpoint") else None)(
         status_of(cluster, namespace, "low")), timeout=300, interval=0.5,
         what="low preempted, with the checkpoint it saved on SIGTERM")
-    reason = next(c["reason"] for c in preempted["conditions"] if c["type"] == "Running")
-    assert reason == "Preempted", preempted["conditions"]
+    eventually(lambda: "Preempted" in [reason for reason, _ in
+                                        Jobs(cluster, namespace).events("low")],
+               timeout=30, what="a Preempted event on low")
     assert preempted["message"].startswith("evicted by Kueue (Preempted: Preempted to "
                                            "accommodate a workload"), preempted["message"]
     saved_step = preempted["checkpoint"]["step"]
     assert 2 <= saved_step < 24
-    stopped = kubelet_logs(kubelet, "low-attempt-1")
-    assert all(f"Stopping at step {saved_step} after SIGTERM" in log for log in stopped), \
-        stopped
+    # Each node's trainer says so as it exits (after its status sink wrote the checkpoint).
+    eventually(lambda: (lambda logs: len(logs) == 2 and all(
+        f"stopped by SIGTERM at step {saved_step} after saving" in log for log in logs))(
+        kubelet_logs(kubelet, "low-attempt-1", index=None)), timeout=120,
+        what=f"both nodes of low to report stopping at step {saved_step}")
 
     high = eventually(lambda: (lambda s: s if s.get("phase") in ("Succeeded", "Failed")
                                else None)(status_of(cluster, namespace, "high")),
@@ -144,8 +147,10 @@ def test_a_preempted_job_resumes_from_the_checkpoint_it_saved_without_a_restart(
         "rank 0 of the second set of pods resumes from the preemption's checkpoint"
 
 
-def kubelet_logs(kubelet, job_name: str) -> list[str]:
-    """Logs of the index-0 pods the stand-in ran for a Job, in start order."""
+def kubelet_logs(kubelet, job_name: str, index: int | None = 0) -> list[str]:
+    """Logs of the pods of a Job's `index` (None: every index) the stand-in ran, in start
+    order."""
+    prefix = f"{job_name}-" if index is None else f"{job_name}-{index}-"
     return [container.log.read_text(errors="replace")
-            for container in kubelet.containers.values()
-            if container.pod.startswith(f"{job_name}-0-")]
+            for container in list(kubelet.containers.values())
+            if container.pod.startswith(prefix)]

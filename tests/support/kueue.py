@@ -23,6 +23,22 @@ from tests.support.webhooks import client_config, ready, serving_certificate
 # are not served with only the batch/Job integration on.
 SERVED_GROUPS = {"kueue.x-k8s.io", "batch"}
 KUEUE_NAMESPACE = "kueue-system"
+# Without its internal certificate management Kueue reads a metrics certificate from this
+# fixed path (cmd/kueue/main.go) and exits when there is none, even with metrics off.
+METRICS_CERTS = Path("/etc/kueue/metrics/certs")
+
+
+def provide_metrics_certificate(certs: Path) -> None:
+    """Any certificate will do there: the metrics server it is for is not started."""
+    if (METRICS_CERTS / "tls.crt").exists():
+        return
+    try:
+        METRICS_CERTS.mkdir(parents=True, exist_ok=True)
+        for name in ("tls.crt", "tls.key"):
+            (METRICS_CERTS / name).write_bytes((certs / name).read_bytes())
+    except OSError as error:
+        raise ClusterError(f"Kueue needs a certificate in {METRICS_CERTS} (any one; it "
+                           f"exits without): {error}") from None
 
 
 def webhook_configurations(manifests: str, port: int, ca_bundle: bytes) -> list[dict]:
@@ -61,6 +77,7 @@ class Kueue:
                              "-f", str(self.components / "crd" / "bases"))
         self.cluster.kubectl("create", "namespace", KUEUE_NAMESPACE, check=False)
         ca_bundle = serving_certificate(self.folder / "certs")
+        provide_metrics_certificate(self.folder / "certs")
         webhook_port, health_port = free_port(), free_port()
         config = {
             "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration",

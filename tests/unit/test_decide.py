@@ -312,6 +312,21 @@ def test_a_queued_job_says_why_it_waits_in_kueues_words(workloads, phase_reason,
     assert plan.delete_jobs == []
 
 
+def test_an_eviction_seen_after_the_suspended_job_is_still_announced():
+    """Kueue's Workload and the suspended Job are watched apart: the job may be Pending
+    (Queued) by the time the eviction is seen; it says so then, once."""
+    queued = attempt_job(1, suspend=True, queue="q")
+    observed = observe({"phase": "Pending", "attempt": 1, "message":
+                        "waiting for the queue q to admit the job"}, [queued], queueName="q")
+    observed.workloads = [workload("j-attempt-1", PREEMPTED)]
+    plan = decide(observed)
+    assert plan.status["message"].startswith("evicted by Kueue (Preempted: ")
+    assert plan.events == [("Warning", "Preempted", plan.status["message"])]
+    observed.status = dict(plan.status)
+    again = decide(observed)
+    assert again.events == [] and again.status["message"] == plan.status["message"]
+
+
 def test_ttl_deletes_the_finetunejob_once_expired():
     done = {"phase": "Succeeded", "attempt": 1, "completionTime": timestamp(NOW)}
     early = decide(observe(done, ttlSecondsAfterFinished=30))

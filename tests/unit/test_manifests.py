@@ -61,6 +61,10 @@ def command(**distributed):
 ])
 def test_launch_command(distributed, expected):
     found = command(**distributed)
+    # The launcher runs under the wrapper whose exit code says "saved and stopped".
+    wrapper = ["python", "-m", "ftjob_trainer.preemptible", "--"]
+    assert found[:len(wrapper)] == wrapper
+    found = found[len(wrapper):]
     assert found[:len(expected)] == expected
     assert found[-3:] == ["-m", "ftjob_trainer", "/etc/ftjob/config.json"]
 

@@ -385,13 +385,32 @@ def _queued(b: _Builder, current: dict) -> None:
     evicted = _true(conditions, "Evicted")
     if evicted:
         reason = "Preempted" if evicted.get("reason") == "Preempted" else "Evicted"
-        b.phase("Pending", reason, f"evicted by Kueue ({evicted.get('reason')}: "
-                f"{evicted.get('message')}); its pods save a checkpoint and stop, and it "
-                f"resumes from that checkpoint once admitted again; {waiting}", "Warning")
+        message = f"{EVICTED} ({evicted.get('reason')}: {evicted.get('message')}); its pods " \
+            f"save a checkpoint and stop, and it resumes from that checkpoint once admitted " \
+            f"again; {waiting}"
+        new_news = not _message_before(b).startswith(EVICTED)
+        _pending(b, reason, message, "Warning", new_news)
     elif unreserved and unreserved.get("reason") == "Inadmissible":
-        b.phase("Pending", "Inadmissible", waiting, "Warning")
+        _pending(b, "Inadmissible", waiting, "Warning", _message_before(b) != waiting)
     else:
-        b.phase("Pending", "Queued", waiting)
+        _pending(b, "Queued", waiting, "Normal", False)
+
+
+EVICTED = "evicted by Kueue"
+
+
+def _message_before(b: _Builder) -> str:
+    return (b.observed.status or {}).get("message") or ""
+
+
+def _pending(b: _Builder, reason: str, message: str, event_type: str, new_news: bool) -> None:
+    """Pending, with an Event on entering it, and on news while in it: the job's Job and
+    its Workload are watched apart, so Kueue's eviction may arrive after the suspended Job
+    already made the job Pending."""
+    was_pending = (b.observed.status or {}).get("phase") == "Pending"
+    b.phase("Pending", reason, message, event_type)
+    if was_pending and new_news:
+        b.plan.events.append((event_type, reason, message))
 
 
 def _check_data(b: _Builder, names: Names, start_next) -> Plan:

@@ -61,6 +61,20 @@ class NoDiffBase(kopf.DiffBaseStorage):
         pass
 
 
+class QuietWithoutKueue(logging.Filter):
+    """kopf warns on every CRD change in the cluster that it cannot watch Kueue's Workloads
+    where Kueue is not installed. Queueing is optional, so that warning goes when it names
+    nothing else (a queued job's status says what is missing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Unresolved resources") and
+                    message.count("Selector(") == 1 and f"group='{KUEUE_GROUP}'" in message)
+
+
+logging.getLogger("kopf._core.reactor.observation").addFilter(QuietWithoutKueue())
+
+
 # Filled at startup: the work queue and kopf's watch-fed indices it reconciles from.
 _queue: WorkQueue | None = None
 _indices: dict[str, kopf.Index] = {}
