@@ -262,6 +262,7 @@ def test_a_queued_job_on_a_cluster_without_kueue_says_nothing_will_admit_it():
     assert plan.status["message"].startswith(
         "waiting for the queue team-a, but this cluster serves no Kueue API (kueue.x-k8s.io)")
     assert plan.events == [("Warning", "NoQueueController", plan.status["message"])]
+    assert plan.requeue_after == 60  # Kueue installed later is noticed
 
 
 def workload(job_name, *conditions, uid=None):

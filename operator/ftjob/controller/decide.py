@@ -349,6 +349,10 @@ def _decide(observed: Observed) -> Plan:
     return b.plan
 
 
+# As often as the operator asks discovery again whether Kueue is served (kube.py).
+QUEUE_CONTROLLER_RECHECK_SECONDS = 60.0
+
+
 def workload_of(job: dict, workloads: list[dict]) -> dict | None:
     """The Kueue Workload of an attempt's Job (by owner name, and uid where both say)."""
     metadata = job["metadata"]
@@ -374,6 +378,8 @@ def _queued(b: _Builder, current: dict) -> None:
                 f"cluster serves no Kueue API ({KUEUE_GROUP}): nothing will admit the job; "
                 "install Kueue or remove runPolicy.queueName (and the operator's default "
                 "queue)", "Warning")
+        # Nothing else wakes a job no one admits: look again for Kueue in a while.
+        b.plan.requeue_after = QUEUE_CONTROLLER_RECHECK_SECONDS
         return
     workload = workload_of(current, b.observed.workloads)
     conditions = workload["conditions"] if workload else []

@@ -73,7 +73,9 @@ def _decide(body: dict, attempt_jobs, defaults, restart_backoff_seconds, now,
         now=(now or datetime.now(timezone.utc)).replace(tzinfo=None, microsecond=0),
         job=job, spec_error=spec_error, attempt_jobs=attempt_jobs, pods=pods,
         restart_backoff_seconds=restart_backoff_seconds,
-        queue_controller_present=not queued or kube.serves_api_group(manifests.KUEUE_GROUP),
+        # A Workload for the attempt is Kueue's own answer; discovery is asked otherwise.
+        queue_controller_present=not queued or bool(workloads) or kube.serves_api_group(
+            manifests.KUEUE_GROUP),
         workloads=list(workloads),
         created=goodput.parse_moment(metadata.get("creationTimestamp")))
     return decide(observed), status, job
