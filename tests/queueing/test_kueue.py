@@ -67,7 +67,6 @@ def test_a_16_gpu_queue_runs_two_of_four_8_gpu_jobs_and_the_next_when_one_finish
         message = jobs.status(name)["message"]
         assert message.startswith("waiting for the queue team to admit the job: "), message
         assert "insufficient unused quota for nvidia.com/gpu" in message, message
-        assert "Queued" in [reason for reason, _ in jobs.events(name)]
         assert jobs.get("job", f"{name}-attempt-1")["spec"]["suspend"] is True
         assert jobs.pods(name, 1) == []
     gpus_in_use = sum(int(pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])

@@ -375,7 +375,7 @@ def _queued(b: _Builder, current: dict) -> None:
     queue = current["metadata"].get("labels", {}).get(KUEUE_QUEUE_LABEL)
     if not b.observed.queue_controller_present:
         b.phase("Pending", "NoQueueController", f"waiting for the queue {queue}, but this "
-                f"cluster serves no Kueue API ({KUEUE_GROUP}): nothing will admit the job; "
+                f"cluster {NO_KUEUE} ({KUEUE_GROUP}): nothing will admit the job; "
                 "install Kueue or remove runPolicy.queueName (and the operator's default "
                 "queue)", "Warning")
         # Nothing else wakes a job no one admits: look again for Kueue in a while.
@@ -399,10 +399,12 @@ def _queued(b: _Builder, current: dict) -> None:
     elif unreserved and unreserved.get("reason") == "Inadmissible":
         _pending(b, "Inadmissible", waiting, "Warning", _message_before(b) != waiting)
     else:
-        _pending(b, "Queued", waiting, "Normal", False)
+        # News after NoQueueController: Kueue turned up after all.
+        _pending(b, "Queued", waiting, "Normal", NO_KUEUE in _message_before(b))
 
 
 EVICTED = "evicted by Kueue"
+NO_KUEUE = "serves no Kueue API"
 
 
 def _message_before(b: _Builder) -> str:
