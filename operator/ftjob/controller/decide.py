@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from .. import goodput
 from ..api.spec import FineTuneJob
 from .failures import Failure, finished_report, first_failure, memory_fit
-from .manifests import ATTEMPT_LABEL, KUEUE_GROUP, KUEUE_QUEUE_LABEL, Names
+from .manifests import (ATTEMPT_LABEL, KUEUE_GROUP, KUEUE_QUEUE_LABEL, KUEUE_RECHECK_SECONDS,
+                        Names)
 
 TERMINAL = ("Succeeded", "Failed")
 # Status fields the trainer's status sink writes; the operator never decides them.
@@ -349,10 +350,6 @@ def _decide(observed: Observed) -> Plan:
     return b.plan
 
 
-# As often as the operator asks discovery again whether Kueue is served (kube.py).
-QUEUE_CONTROLLER_RECHECK_SECONDS = 60.0
-
-
 def workload_of(job: dict, workloads: list[dict]) -> dict | None:
     """The Kueue Workload of an attempt's Job (by owner name, and uid where both say)."""
     metadata = job["metadata"]
@@ -379,7 +376,7 @@ def _queued(b: _Builder, current: dict) -> None:
                 "install Kueue or remove runPolicy.queueName (and the operator's default "
                 "queue)", "Warning")
         # Nothing else wakes a job no one admits: look again for Kueue in a while.
-        b.plan.requeue_after = QUEUE_CONTROLLER_RECHECK_SECONDS
+        b.plan.requeue_after = KUEUE_RECHECK_SECONDS
         return
     workload = workload_of(current, b.observed.workloads)
     conditions = workload["conditions"] if workload else []

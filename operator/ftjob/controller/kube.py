@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, PLURAL, VERSION
 from . import metrics
+from .manifests import KUEUE_RECHECK_SECONDS as GROUP_RECHECK_SECONDS
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -151,7 +152,6 @@ def delete_job(namespace: str, name: str) -> None:
 # API group -> (served, when it was asked): discovery is asked again after a minute, so an
 # installed (or removed) Kueue is noticed without a restart.
 _served_groups: dict[str, tuple[bool, float]] = {}
-GROUP_RECHECK_SECONDS = 60.0  # decide.QUEUE_CONTROLLER_RECHECK_SECONDS follows it
 
 
 def serves_api_group(group: str) -> bool:

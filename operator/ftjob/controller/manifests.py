@@ -30,6 +30,8 @@ ATTEMPT_LABEL = f"{GROUP}/attempt"
 RESUME_ANNOTATION = f"{GROUP}/resume-from"
 KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_VERSION = "v1beta2"
+# How long whether the cluster serves Kueue's API is trusted before discovery is asked again.
+KUEUE_RECHECK_SECONDS = 60.0
 KUEUE_QUEUE_LABEL = f"{KUEUE_GROUP}/queue-name"
 
 
